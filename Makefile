@@ -1,0 +1,33 @@
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/quickstart.yaml
+
+.PHONY: install test demo lint bench bench-selection clean
+
+install: $(BIN)/alray
+
+$(BIN)/alray: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip >/dev/null
+	$(BIN)/pip install "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/pip install -e ".[dev]"
+	@touch $(BIN)/alray
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+demo: install
+	$(BIN)/alray compare $(CONFIG) --strategies random,bald --out runs/demo
+
+lint: install
+	$(BIN)/ruff check alray tests benchmarks
+	$(BIN)/ruff format --check alray tests benchmarks
+
+bench: bench-selection
+
+bench-selection: install
+	$(BIN)/python benchmarks/selection.py
+
+clean:
+	rm -rf runs .pytest_cache

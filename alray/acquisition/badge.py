@@ -1,0 +1,155 @@
+"""BADGE: k-means++ seeding on last-layer gradient embeddings, never materialised.
+
+The gradient of the cross-entropy loss with respect to the last linear layer,
+taken at the hallucinated label ``ŷ = argmax p̄``, is the outer product
+``g_i = a_i ⊗ h_i`` with ``a_i = p̄_i - onehot(ŷ_i)`` (``[C]``) and ``h_i`` the
+penultimate features (``[D]``). Because ``<a ⊗ h, a' ⊗ h'> = <a, a'><h, h'>``,
+
+    ||g_i - g_j||² = ||a_i||²||h_i||² + ||a_j||²||h_j||² - 2 <a_i, a_j><h_i, h_j>,
+
+so each k-means++ step costs one ``O(N (C + D))`` pass (pruned by the bounds of
+:mod:`alray.acquisition._greedy`) and memory stays ``O(N (C + D))``: the
+``N x C x D`` gradient array is never built.
+
+References:
+    1. Ash, Zhang, Krishnamurthy, Langford, Agarwal. "Deep Batch Active
+       Learning by Diverse, Uncertain Gradient Lower Bounds". ICLR 2020.
+    2. Arthur, Vassilvitskii. "k-means++: The Advantages of Careful Seeding".
+       SODA 2007.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from alray.acquisition._greedy import MinDistance
+from alray.acquisition._validation import rows_per_chunk
+from alray.acquisition.base import Pool, Selector, strategy_registry
+
+__all__ = ["BadgeMetric", "BadgeSelector", "gradient_factors"]
+
+
+def gradient_factors(probs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``a = p̄ - onehot(argmax p̄)`` per row, chunked over rows.
+
+    Args:
+        probs: ``[N, T, C]`` MC probabilities (CPU).
+        device: Where the result lives.
+
+    Returns:
+        ``float32[N, C]``.
+    """
+    n, t, c = probs.shape
+    out = torch.empty((n, c), dtype=torch.float32, device=device)
+    step = rows_per_chunk(t * c)
+    for s in range(0, n, step):
+        pm = probs[s : s + step].to(device, torch.float32).mean(dim=1)  # [n, C]
+        a = pm.clone()
+        a.scatter_add_(1, pm.argmax(dim=1, keepdim=True), torch.full_like(pm[:, :1], -1.0))
+        out[s : s + step] = a
+    return out
+
+
+class BadgeMetric:
+    """Squared distances between gradient embeddings ``a_i ⊗ h_i`` in factorised form.
+
+    Args:
+        a: ``float32[N, C]`` loss-gradient factors ``p̄ - onehot(ŷ)``.
+        h: ``float32[N, D]`` penultimate features.
+    """
+
+    def __init__(self, a: torch.Tensor, h: torch.Tensor) -> None:
+        self.a, self.h = a, h
+        self.n, self.d = h.shape
+        step = rows_per_chunk(self.d)
+        sqh = torch.cat([(h[s : s + step] ** 2).sum(dim=1) for s in range(0, self.n, step)])
+        self.sq_norm = (a**2).sum(dim=1) * sqh  # ||g_i||^2, [N]
+        eps = torch.finfo(torch.float32).eps
+        scale = float(self.sq_norm.max()) if self.n else 0.0
+        self.atol = 16.0 * math.sqrt(self.d + a.shape[1]) * eps * max(scale, 1e-30)
+
+    def to_center(self, c: int, rows: torch.Tensor | None) -> torch.Tensor:
+        """Squared distances ``[M]`` from ``rows`` (``None``: all) to row ``c``."""
+        if rows is None:
+            ad, hd, sq = self.a @ self.a[c], self.h @ self.h[c], self.sq_norm
+        else:
+            step = rows_per_chunk(self.d)
+            parts = [
+                self.h.index_select(0, rows[s : s + step]) @ self.h[c]
+                for s in range(0, rows.numel(), step)
+            ]
+            hd = torch.cat(parts) if parts else torch.empty(0, device=self.h.device)
+            ad, sq = self.a[rows] @ self.a[c], self.sq_norm[rows]
+        return (sq + self.sq_norm[c] - 2.0 * ad * hd).clamp_min_(0.0)
+
+    def block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Squared distances ``[len(rows), len(cols)]`` (small blocks only)."""
+        ad = self.a[rows] @ self.a[cols].T
+        hd = self.h[rows] @ self.h[cols].T
+        sq = self.sq_norm
+        return (sq[rows, None] + sq[None, cols] - 2.0 * ad * hd).clamp_min_(0.0)
+
+    def features(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Cached center factors: ``(a [M, C], h [M, D], ||g||^2 [M])``."""
+        return self.a[rows], self.h[rows], self.sq_norm[rows]
+
+    def cross(self, feats: tuple[torch.Tensor, ...], c: int) -> torch.Tensor:
+        """Squared distances from cached centers to row ``c``, ``[M]``."""
+        a, h, sq = feats
+        return (sq + self.sq_norm[c] - 2.0 * (a @ self.a[c]) * (h @ self.h[c])).clamp_min_(0.0)
+
+
+@strategy_registry.register("badge")
+class BadgeSelector(Selector):
+    """k-means++ seeding on gradient embeddings (BADGE).
+
+    The first center is the available row with the largest gradient norm (ties:
+    lower row); each next center is drawn with probability proportional to its
+    squared distance to the nearest center, using ``seed``. Labeled rows and
+    rows blocked by the video constraint are never drawn.
+    """
+
+    requires = frozenset({"probs", "embeddings"})
+
+    def select(self, pool: Pool) -> np.ndarray:
+        h = pool.embeddings
+        dev = h.device
+        metric = BadgeMetric(gradient_factors(pool.probs, dev), h)
+        state = MinDistance(metric, dev)
+        state.exclude(torch.from_numpy(np.flatnonzero(pool.labeled)).to(dev))
+        rng = pool.rng(3)
+        target = min(pool.k, pool.n_available)
+        picks: list[int] = []
+        while len(picks) < target:
+            if not state.centers:
+                g2 = torch.where(state.d2 > -math.inf, metric.sq_norm, -1.0)
+                c = int(g2.argmax())
+            else:
+                c = self._draw(state.d2, rng)
+                if c < 0:
+                    break  # everything left is blocked by the video constraint
+            picks.append(c)
+            gone = pool.constraint.pick(c) if pool.constraint is not None else np.array([c])
+            state.exclude(torch.from_numpy(np.asarray(gone, dtype=np.int64)).to(dev))
+            if len(picks) < target:
+                state.add(c)
+        return np.asarray(picks, dtype=np.int64)
+
+    @staticmethod
+    def _draw(d2: torch.Tensor, rng: np.random.Generator) -> int:
+        """Draw a row with probability ``∝ d2`` (excluded rows hold ``-inf``); -1 if none."""
+        weights = d2.clamp_min(0.0)
+        cum = torch.cumsum(weights, dim=0, dtype=torch.float64)
+        total = float(cum[-1])
+        u = rng.random()
+        if total > 0.0:
+            key = torch.tensor([u * total], dtype=torch.float64, device=cum.device)
+            pos = int(torch.searchsorted(cum, key, right=True)[0])
+            if pos >= d2.numel() or weights[pos] <= 0:  # u * total rounded up to total
+                pos = int((weights > 0).nonzero()[-1, 0])
+            return pos
+        left = (d2 > -math.inf).nonzero().squeeze(1)  # all at distance 0: uniform
+        return -1 if left.numel() == 0 else int(left[int(u * left.numel())])

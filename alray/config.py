@@ -1,0 +1,266 @@
+"""Project configuration: one pydantic model, loaded from YAML.
+
+Every field has a default and a description; unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "AcquisitionConfig",
+    "ConfigError",
+    "LoopConfig",
+    "ModelConfig",
+    "PoolConfig",
+    "ProjectConfig",
+    "RayConfig",
+    "StorageConfig",
+    "TrainConfig",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolConfig(_Section):
+    """Where the unlabeled pool lives and how it is split."""
+
+    uri: str = Field(
+        "data/mnist-t10k",
+        description="Pool location: a folder, file://, or s3:// URI. Relative paths are "
+        "resolved against the working directory when the config is loaded.",
+    )
+    format: str = Field(
+        "idx",
+        description="A registered source (alray.sources.available_sources()): 'idx': "
+        "MNIST-style IDX images + labels (.gz or raw); 'image_folder': one subfolder per class, "
+        "or images plus a labels.csv (columns: filename,label).",
+    )
+    val_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Fraction of frames drawn at random for validation."
+    )
+    test_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Fraction of frames drawn at random for testing."
+    )
+    seed: int = Field(0, description="Seed of the val/test split draw.")
+    limit: int | None = Field(
+        None, ge=1, description="Ingest at most this many frames (None: all)."
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> PoolConfig:  # noqa: D102
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"pool.val_fraction + pool.test_fraction = "
+                f"{self.val_fraction + self.test_fraction}: must be < 1"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    """The MC-dropout classifier."""
+
+    architecture: str = Field(
+        "mnist_cnn",
+        description="'mnist_cnn' (BatchBALD's conv32-conv64-fc128 CNN) or any torchvision "
+        "classification model name, e.g. 'resnet18'.",
+    )
+    weights_uri: str | None = Field(
+        None, description="Backbone weights (a torch state_dict file URI). None: random init."
+    )
+    dropout_p: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout probability of the head.")
+    mc_samples: int = Field(20, ge=1, description="MC-dropout samples T per frame when scoring.")
+    input_size: int = Field(28, ge=8, description="Square input side in pixels.")
+    in_channels: int = Field(1, description="Input channels (1 for grayscale, 3 for RGB).")
+    num_classes: int | None = Field(
+        None, ge=2, description="Number of classes; None: inferred from the pool's labels."
+    )
+    embedding_dim: int = Field(
+        128, ge=1, description="Size of the penultimate features (the stored embedding)."
+    )
+    freeze_backbone: bool = Field(
+        False, description="Keep the backbone fixed so embeddings can be cached across rounds."
+    )
+
+
+class TrainConfig(_Section):
+    """Ray Train settings for each round's model."""
+
+    @model_validator(mode="after")
+    def _local_is_single_worker(self) -> TrainConfig:
+        if self.backend == "local" and self.workers != 1:
+            raise ValueError(f"train.workers={self.workers}: backend 'local' trains on one worker; "
+                             "use train.backend: ray for data-parallel training")
+        return self
+
+    max_epochs: int = Field(30, ge=1, description="Upper bound on epochs per round.")
+    epoch_samples: int = Field(
+        2048,
+        ge=1,
+        description="Samples drawn (with replacement) per epoch when the labeled set is smaller, "
+        "so tiny labeled sets still get enough optimizer steps between val checks.",
+    )
+    patience: int = Field(
+        3, ge=1, description="Early stopping: epochs without val improvement before stopping."
+    )
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    batch_size: int = Field(64, ge=1, description="Per-worker batch size.")
+    backend: Literal["ray", "local"] = Field(
+        "ray",
+        description="'ray': a Ray Train TorchTrainer per round (data-parallel over `workers`, "
+        "checkpoints under the store). 'local': train in the calling process or task (one "
+        "worker; no worker-group start-up per round, for small embedded runs and experiments).",
+    )
+    workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel).")
+    cpus_per_worker: float = Field(0.5, gt=0, description="CPUs reserved per training worker.")
+    use_gpu: bool = Field(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
+    reinit_each_round: bool = Field(
+        True, description="Start each round from fresh weights rather than last round's."
+    )
+
+
+class AcquisitionConfig(_Section):
+    """How the next batch is chosen."""
+
+    strategy: str = Field(
+        "bald", description="Selection strategy: 'random', 'bald', 'entropy', 'topk:<score>', …"
+    )
+    batch_size: int = Field(10, ge=1, description="Frames selected per round.")
+    score: str = Field(
+        "bald", description="Per-frame score written to frames.score for diagnostics."
+    )
+    scoring_batch_size: int = Field(512, ge=1, description="Frames per scoring batch.")
+    scoring_actors: int = Field(1, ge=1, description="Max scoring actors in the Ray Data pool.")
+    actor_cpus: float = Field(0.5, gt=0, description="CPUs per scoring actor (fractional).")
+    actor_gpus: float = Field(0.0, ge=0, description="GPUs per scoring actor.")
+    candidate_pool: int | None = Field(
+        None,
+        ge=1,
+        description="Score only a random subset of this many unlabeled frames per round "
+        "(None: the whole pool).",
+    )
+
+
+class LoopConfig(_Section):
+    """Rounds and stopping rules."""
+
+    initial_labels: int = Field(20, ge=1, description="Random seed set size (round 0).")
+    max_rounds: int = Field(20, ge=0, description="Stop after this many acquisition rounds.")
+    label_budget: int | None = Field(
+        None, ge=1, description="Stop once this many frames are labeled."
+    )
+    target_accuracy: float | None = Field(
+        None, gt=0, le=1, description="Stop once val accuracy reaches this."
+    )
+    plateau_rounds: int | None = Field(
+        None, ge=1, description="Stop when val gain < plateau_epsilon for this many rounds."
+    )
+    plateau_epsilon: float = Field(0.002, ge=0, description="Gain threshold of the plateau rule.")
+
+
+class StorageConfig(_Section):
+    """Where the project's LanceDB database and checkpoints live."""
+
+    uri: str = Field(
+        "runs/store", description="Folder or s3:// URI of the project's LanceDB database."
+    )
+
+
+class RayConfig(_Section):
+    """How to reach Ray."""
+
+    address: str | None = Field(
+        None, description="Ray address ('auto', 'ray://…'); None starts a local instance."
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of a local instance (None: all of this machine's)."
+    )
+
+
+class ProjectConfig(_Section):
+    """Everything one active-learning project needs."""
+
+    name: str = Field("quickstart", min_length=1, description="Project name.")
+    seed: int = Field(0, description="Seed of the loop: seed set, selection, training.")
+    pool: PoolConfig = Field(default_factory=PoolConfig, description="The pool.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+    acquisition: AcquisitionConfig = Field(
+        default_factory=AcquisitionConfig, description="Selection."
+    )
+    loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds and stopping.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Storage.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray.")
+
+    def with_overrides(self, **dotted: Any) -> ProjectConfig:
+        """Return a copy with dotted-path overrides, e.g. ``{"acquisition.strategy": "random"}``."""
+        data = self.model_dump()
+        for path, value in dotted.items():
+            node = data
+            *parents, leaf = path.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return validate_config(data)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key (check the spelling; see configs/quickstart.yaml)")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def validate_config(data: dict[str, Any], source: str = "<dict>") -> ProjectConfig:
+    """Validate a plain dict into a :class:`ProjectConfig`.
+
+    Raises:
+        ConfigError: naming every bad or unknown key.
+    """
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Load a YAML config; relative local ``pool.uri``/``storage.uri`` are made absolute.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has bad/unknown keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    cfg = validate_config(data, source=str(path))
+    return cfg.with_overrides(**{
+        "pool.uri": _absolute(cfg.pool.uri), "storage.uri": _absolute(cfg.storage.uri)})
+
+
+def _absolute(uri: str) -> str:
+    """Local relative paths become absolute (Ray workers may run elsewhere)."""
+    if "://" in uri or Path(uri).is_absolute():
+        return uri
+    return str(Path(uri).resolve())

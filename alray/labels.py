@@ -1,0 +1,97 @@
+"""Label intake: validate a batch of labels, log every submission, store the valid ones.
+
+Shared by the simulated annotator and the HTTP service. Idempotent: an item with an
+idempotency key seen before is accepted once; the same label for an already-labeled frame is a
+no-op; a different one is a conflict unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from alray.storage import Store, sql_list
+
+__all__ = ["LabelItem", "LabelResult", "submit_labels"]
+
+
+@dataclass(frozen=True)
+class LabelItem:
+    frame_id: str
+    label: int
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    frame_id: str
+    status: str  # accepted | duplicate | conflict | rejected
+    reason: str | None = None
+
+
+def submit_labels(store: Store, items: list[LabelItem], *, source: str,
+                  overwrite: bool = False, num_classes: int | None = None) -> list[LabelResult]:
+    """Store labels for selected frames; return one result per item, in order."""
+    if not items:
+        return []
+    ids = list(dict.fromkeys(i.frame_id for i in items))
+    rows = store.read_frames(["split", "status", "label", "selected_round"],
+                             f"frame_id IN {sql_list(ids)}").to_pylist()
+    frames = {r["frame_id"]: r for r in rows}
+    keys = [i.idempotency_key for i in items if i.idempotency_key]
+    seen = set()
+    if keys:
+        ev = store.label_events(f"idempotency_key IN {sql_list(keys)} AND accepted = true")
+        seen = set(ev["idempotency_key"].to_pylist())
+    results, events, updates = [], [], {}
+    for it in items:  # a submission's items, not pool items: bounded by the request size
+        f = frames.get(it.frame_id)
+        res = _judge(it, f, seen, updates, overwrite, num_classes)
+        results.append(res)
+        if res.status == "accepted":
+            updates[it.frame_id] = (it.label, f["selected_round"])
+            if it.idempotency_key:
+                seen.add(it.idempotency_key)
+        if res.status != "duplicate":
+            events.append({"frame_id": it.frame_id, "label": int(it.label),
+                           "idempotency_key": it.idempotency_key, "source": source,
+                           "round": f["selected_round"] if f else None,
+                           "accepted": res.status == "accepted", "reason": res.reason})
+    store.append_label_events(events)  # the audit log is written before the frames change
+    if updates:
+        fid = list(updates)
+        store.update_frames(pa.table({
+            "frame_id": pa.array(fid, pa.string()),
+            "status": pa.array(["labeled"] * len(fid), pa.string()),
+            "label": pa.array([updates[f][0] for f in fid], pa.int64()),
+            "labeled_round": pa.array(np.array([updates[f][1] for f in fid], dtype=np.int64)),
+        }))
+    return results
+
+
+def _judge(it: LabelItem, f: dict | None, seen: set, pending: dict, overwrite: bool,
+           num_classes: int | None) -> LabelResult:
+    if it.idempotency_key and it.idempotency_key in seen:
+        return LabelResult(it.frame_id, "duplicate", "idempotency_key already accepted")
+    if f is None:
+        return LabelResult(it.frame_id, "rejected", "unknown frame_id")
+    if not isinstance(it.label, int | np.integer) or it.label < 0 or (
+            num_classes is not None and it.label >= num_classes):
+        return LabelResult(it.frame_id, "rejected",
+                           f"label {it.label!r} out of range [0, {num_classes})")
+    if f["split"] != "pool":
+        return LabelResult(it.frame_id, "rejected", f"frame is in the {f['split']!r} split")
+    if f["status"] == "failed":
+        return LabelResult(it.frame_id, "rejected", "frame failed to decode")
+    if f["status"] == "unlabeled":
+        return LabelResult(it.frame_id, "rejected", "frame was never selected")
+    current = pending[it.frame_id][0] if it.frame_id in pending else f["label"]
+    if f["status"] == "labeled" or it.frame_id in pending:
+        if current == it.label:
+            return LabelResult(it.frame_id, "duplicate", "frame already has this label")
+        if not overwrite:
+            return LabelResult(it.frame_id, "conflict",
+                               f"frame already labeled {current}; pass overwrite=true to replace")
+    return LabelResult(it.frame_id, "accepted")

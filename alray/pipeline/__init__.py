@@ -1,0 +1,1 @@
+"""Pipeline steps: ingest, train, score, select; each re-runnable from the store."""
