@@ -18,7 +18,7 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 demo: install
-	$(BIN)/alray compare $(CONFIG) --strategies random,bald --out runs/demo
+	$(BIN)/alray compare $(CONFIG) --strategies random,bald --seeds 3 --out runs/demo
 
 lint: install
 	$(BIN)/ruff check alray tests benchmarks

@@ -28,9 +28,12 @@ THRESHOLDS = ("0.90", "0.95")
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_one(cfg: ProjectConfig, strategy: str, seed: int, store_uri: str) -> list[dict]:
+    import torch
+
     from alray.runner import learning_curve, run_project
 
     logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # many runs share the CPUs; one thread each avoids oversubscription
     store, _ = run_project(cfg, strategy=strategy, seed=seed, store_uri=store_uri)
     return learning_curve(store)
 

@@ -45,7 +45,48 @@ class PoolConfig(_Section):
         "idx",
         description="A registered source (alray.sources.available_sources()): 'idx': "
         "MNIST-style IDX images + labels (.gz or raw); 'image_folder': one subfolder per class, "
-        "or images plus a labels.csv (columns: filename,label).",
+        "or images plus a labels.csv (columns: filename,label); 'video': mp4/mkv/avi/mov files "
+        "under a folder or prefix (or one file), decoded with PyAV; 'image_prefix': every image "
+        "under a folder or prefix, unlabeled; 'manifest': a Parquet/CSV/JSONL table of image or "
+        "video URIs (column uri; optional source_id, drive_id, camera, frame_index, "
+        "timestamp_ms, label).",
+    )
+    sampling: Literal["every_n", "fps", "keyframes"] = Field(
+        "every_n",
+        description="Video frame sampling: 'every_n' keeps every pool.every_n-th decoded frame, "
+        "'fps' keeps the first frame of each 1/pool.fps interval, 'keyframes' decodes key "
+        "frames only (fastest). Frame ids use the decoded frame index whatever the mode.",
+    )
+    every_n: int = Field(1, ge=1, description="Keep every n-th frame (pool.sampling: every_n).")
+    fps: float | None = Field(
+        None, gt=0, description="Target frames per second (pool.sampling: fps; required there)."
+    )
+    batch_frames: int = Field(
+        512, ge=1, description="Frames per decoded batch: a video streams through Ray Data in "
+        "batches of this size, so memory does not grow with video length."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint for s3:// URIs (e.g. http://127.0.0.1:9000 for MinIO); "
+        "None: AWS_ENDPOINT_URL from the environment, else AWS. Credentials come only from the "
+        "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the instance's IAM role."
+    )
+    s3_region: str | None = Field(
+        None, description="S3 region; None: AWS_REGION from the environment, else us-east-1."
+    )
+    embed_on_ingest: bool = Field(
+        False, description="With model.freeze_backbone, compute each frame's embedding in the "
+        "ingest pipeline (an actor pool after decode) and store it, so no round decodes "
+        "pixels for the backbone again."
+    )
+    dedup_threshold: float | None = Field(
+        None, gt=0, le=1, description="Cosine similarity above which two frames' embeddings "
+        "are near-duplicates (within a clip and across clips); only one representative of each "
+        "group can be selected. None: no collapsing. Dashcam video: try 0.97."
+    )
+    ann_min_rows: int = Field(
+        50_000, ge=256, description="Build a LanceDB IVF-PQ index on frames.embedding once "
+        "this many frames have embeddings (used by near-duplicate search and /similar); "
+        "below it, search is exact."
     )
     val_fraction: float = Field(
         0.05, ge=0.0, lt=1.0, description="Fraction of frames drawn at random for validation."
@@ -60,6 +101,8 @@ class PoolConfig(_Section):
 
     @model_validator(mode="after")
     def _fractions(self) -> PoolConfig:  # noqa: D102
+        if self.sampling == "fps" and self.fps is None:
+            raise ValueError("pool.sampling='fps' needs pool.fps (frames per second, > 0)")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError(
                 f"pool.val_fraction + pool.test_fraction = "
@@ -90,7 +133,11 @@ class ModelConfig(_Section):
         128, ge=1, description="Size of the penultimate features (the stored embedding)."
     )
     freeze_backbone: bool = Field(
-        False, description="Keep the backbone fixed so embeddings can be cached across rounds."
+        False, description="Keep the backbone fixed so embeddings are computed once, stored in "
+        "frames.embedding and re-used: later rounds re-score from the stored embeddings with the "
+        "head alone, never touching pixels (give pretrained weights in model.weights_uri, or the "
+        "backbone differs per round and the cache is rebuilt). False: the backbone trains, so "
+        "every re-scoring re-embeds the pixels."
     )
 
 

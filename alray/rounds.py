@@ -22,6 +22,7 @@ from alray import acquisition
 from alray.config import ProjectConfig
 from alray.diagnostics import class_balance, score_gap, topk_overlap
 from alray.labels import LabelItem, submit_labels
+from alray.pipeline.dedup import collapse, non_representatives, save_duplicates
 from alray.pipeline.score import score_pool
 from alray.pipeline.select import mark_selected, pick, selected_in_round
 from alray.pipeline.train import train_round
@@ -190,7 +191,11 @@ class RoundController:
         """Selectable pool frame ids and a mask of those already selected or labeled."""
         t = self.store.read_frames(["status"], "split = 'pool' AND status != 'failed'")
         ids = np.asarray(t["frame_id"].to_pylist(), dtype=object)
-        return ids, np.asarray(t["status"].to_pylist(), dtype=object) != "unlabeled"
+        labeled = np.asarray(t["status"].to_pylist(), dtype=object) != "unlabeled"
+        if self.cfg.pool.dedup_threshold is not None:  # near-duplicates are never offered
+            keep = labeled | ~np.isin(ids, non_representatives(self.store))
+            ids, labeled = ids[keep], labeled[keep]
+        return ids, labeled
 
     def _seed(self, rec: dict) -> RoundState:
         if not selected_in_round(self.store, 0):
@@ -206,7 +211,8 @@ class RoundController:
             rec["diagnostics"]["scored"] = False
             return S.SELECTING
         prev = self.store.get_round(rec["round"] - 1)
-        t = self.store.read_frames(["status", "score"], "split = 'pool' AND status != 'failed'")
+        t = self.store.read_frames(["status", "score", "source_id", "frame_index"],
+                                   "split = 'pool' AND status != 'failed'")
         candidates = None
         pool = self.cfg.acquisition.candidate_pool
         status = np.asarray(t["status"].to_pylist(), dtype=object)
@@ -227,14 +233,35 @@ class RoundController:
         rec["diagnostics"].update(score_gap(scored.scores, labeled))
         rec["diagnostics"]["topk_overlap"] = topk_overlap(
             np.where(labeled, np.nan, old), np.where(labeled, -np.inf, scored.scores), k)
-        self.store.update_frames(pa.table({
-            "frame_id": pa.array(scored.frame_ids.tolist(), pa.string()),
-            "score": scored.scores,
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(scored.embeddings.reshape(-1)), scored.embeddings.shape[1]),
-        }))
-        self._scored = (scored, labeled)
+        update = {"frame_id": pa.array(scored.frame_ids.tolist(), pa.string()),
+                  "score": scored.scores}
+        if not scored.timing.get("cached"):  # cached embeddings are already stored
+            update["embedding"] = pa.FixedSizeListArray.from_arrays(
+                pa.array(scored.embeddings.reshape(-1)), scored.embeddings.shape[1])
+        self.store.update_frames(pa.table(update))
+        rec["diagnostics"]["embedding_cache"] = bool(scored.timing.get("cached"))
+        rec["diagnostics"]["embedded_frames"] = int(scored.timing.get("embedded", len(rows)))
+        self._scored = self._collapse_duplicates(rec, scored, t, rows, labeled)
         return S.SELECTING
+
+    def _collapse_duplicates(self, rec: dict, scored, t: pa.Table, rows: np.ndarray,
+                             labeled: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Drop near-duplicate non-representatives (``pool.dedup_threshold``) from the scored
+        candidates, keeping labeled frames; returns ``(scored, labeled)`` for selection."""
+        thr = self.cfg.pool.dedup_threshold
+        if thr is None:
+            return scored, labeled
+        from dataclasses import replace
+
+        src = np.asarray(t["source_id"].to_pylist(), dtype=object)[rows]
+        fidx = t["frame_index"].to_numpy(zero_copy_only=False)[rows]
+        rep = collapse(scored.embeddings, src, fidx, threshold=thr,
+                       ann_min_rows=self.cfg.pool.ann_min_rows)
+        rec["diagnostics"]["near_duplicates"] = save_duplicates(self.store, scored.frame_ids, rep)
+        keep = np.flatnonzero((rep == np.arange(len(rep))) | labeled)
+        return replace(scored, frame_ids=scored.frame_ids[keep], scores=scored.scores[keep],
+                       embeddings=scored.embeddings[keep],
+                       probs=None if scored.probs is None else scored.probs[keep]), labeled[keep]
 
     def _stored_score_suffices(self) -> bool:
         """True when the strategy is top-k of the score the scoring actors already compute."""

@@ -1,29 +1,43 @@
-"""Incremental nearest-center distances shared by k-center and BADGE.
+"""Nearest-center distances with deferred, batched updates (k-center, BADGE, k-means++).
 
-:class:`MinDistance` keeps, for every pool row, the squared distance to its
-nearest chosen center and which center that is. Adding a center costs one
-chunked pass over the rows that *can* get closer, found with two exact bounds
-(Elkan 2003; Raff 2021): a row ``i`` assigned to center ``a`` cannot get closer
-to a new center ``c`` when ``d(a, c) >= 2 d(i, a)`` (triangle inequality) or when
-``| ||x_i|| - ||x_c|| | >= d(i, a)``. Both tests are ``O(N)`` scalar work; the
-``O(N·D)`` distance pass only touches the surviving rows. Memory is ``O(N)`` on
-top of the inputs; nothing ``N x N`` or ``N x C x D`` is ever built.
+A greedy picker needs, after every pick, the distance from each pool row to
+its nearest chosen center. Updating all ``N`` rows after each pick is one
+memory-bound matrix-vector pass per pick. :class:`MinDistance` instead keeps
+*stale* distances, which are upper bounds of the true ones (a minimum over a
+subset of the centers), and brings all rows up to date only every ``batch``
+centers, with one matrix-matrix pass against the pending centers (compute-bound
+and far faster per center). Between two refreshes the queries stay exact:
+
+* the farthest row (k-center): take the row with the largest stale distance,
+  refresh that one row against the pending centers, and stop once the largest
+  stale distance belongs to an up-to-date row (every other true distance is
+  below its stale bound) — lazy greedy;
+* D² sampling (BADGE, k-means++): draw a row with probability proportional to
+  its stale distance and accept it with probability ``true / stale`` (rejection
+  sampling with the stale distances as envelope), which yields an exact draw
+  proportional to the true distances.
+
+Blocks of ``BLOCK`` rows keep their maximum and weight sum, so a query costs
+``O(N / BLOCK + BLOCK)``. Memory is ``O(N)`` on top of the inputs; nothing
+``N x N`` or ``N x C x D`` is ever built.
 
 References:
-    1. Elkan. "Using the Triangle Inequality to Accelerate k-Means". ICML 2003.
-    2. Raff. "Exact Acceleration of K-Means++ and K-Means||". IJCAI 2021.
+    1. Minoux. "Accelerated greedy algorithms for maximizing submodular set
+       functions". 1978 (lazy evaluation).
+    2. Arthur, Vassilvitskii. "k-means++: The Advantages of Careful Seeding". SODA 2007.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from alray.acquisition._validation import rows_per_chunk
 
-# Above this share of surviving rows a full contiguous pass beats gathering.
-GATHER_MAX_SHARE = 0.15
+# Rows per block of the block maxima and weight sums.
+BLOCK = 1024
 
 
 class EuclideanMetric:
@@ -31,7 +45,7 @@ class EuclideanMetric:
 
     Args:
         x: ``float32[N, D]`` embeddings (CPU or GPU).
-        half: Run the dot products in half precision (``float16`` on GPU,
+        half: Run the products in half precision (``float16`` on GPU,
             ``bfloat16`` on CPU), using an extra ``N x D`` half copy.
     """
 
@@ -39,140 +53,247 @@ class EuclideanMetric:
         self.x = x
         self.n, self.d = x.shape
         step = rows_per_chunk(self.d)
-        self.sq = torch.cat([(x[s : s + step] ** 2).sum(dim=1) for s in range(0, self.n, step)])
+        self.sq_norm = (
+            torch.cat([(x[s : s + step] ** 2).sum(dim=1) for s in range(0, self.n, step)])
+            if self.n
+            else torch.zeros(0, device=x.device)
+        )
         self.work = x
         eps = torch.finfo(torch.float32).eps
         if half:
             dtype = torch.float16 if x.is_cuda else torch.bfloat16
             self.work = x.to(dtype)
             eps = torch.finfo(dtype).eps
-        self.sq_norm = self.sq  # ||x_i||^2, for the norm bound
-        scale = float(self.sq.max()) if self.n else 0.0
+        scale = float(self.sq_norm.max()) if self.n else 0.0
         # absolute error bound on one computed squared distance
         self.atol = 16.0 * math.sqrt(self.d) * eps * max(scale, 1e-30)
-
-    def center_vector(self, c: int) -> torch.Tensor:
-        """Row ``c`` in the working dtype, ``[D]``."""
-        return self.work[c]
-
-    def to_center(self, c: int, rows: torch.Tensor | None) -> torch.Tensor:
-        """Squared distances from ``rows`` (``None``: all) to row ``c``, ``float32[M]``.
-
-        Args:
-            c: Center row.
-            rows: ``int64[M]`` rows or ``None``.
-
-        Returns:
-            ``float32[M]`` squared distances (clamped at 0).
-        """
-        v = self.center_vector(c)
-        if rows is None:
-            dots = (self.work @ v).float()
-            sq = self.sq
-        else:
-            step = rows_per_chunk(self.d)
-            parts = [
-                (self.work.index_select(0, rows[s : s + step]) @ v).float()
-                for s in range(0, rows.numel(), step)
-            ]
-            dots = torch.cat(parts) if parts else torch.empty(0, device=self.x.device)
-            sq = self.sq[rows]
-        return (sq + self.sq[c] - 2.0 * dots).clamp_min_(0.0)
-
-    def block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Squared distances ``[len(rows), len(cols)]`` (small blocks only)."""
-        dots = (self.work[rows] @ self.work[cols].T).float()
-        return (self.sq[rows, None] + self.sq[None, cols] - 2.0 * dots).clamp_min_(0.0)
+        self.row_elements = self.d
 
     def features(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What :meth:`cross` needs about ``rows``: ``(x [M, D], ||x||^2 [M])``."""
-        return self.work[rows], self.sq[rows]
+        """What :meth:`dist` needs about centers: ``(x [M, D], ||x||^2 [M])``."""
+        return self.work[rows], self.sq_norm[rows]
 
-    def cross(self, feats: tuple[torch.Tensor, ...], c: int) -> torch.Tensor:
-        """Squared distances from cached center features to row ``c``, ``[M]``."""
-        x, sq = feats
-        return (sq + self.sq[c] - 2.0 * (x @ self.work[c]).float()).clamp_min_(0.0)
+    def dist(self, rows: slice | torch.Tensor, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Squared distances ``float32[R, M]`` from ``rows`` to centers given by features.
+
+        Args:
+            rows: A slice (contiguous, no copy) or ``int64`` row indices.
+            feats: Output of :meth:`features` for ``M`` centers.
+        """
+        cx, csq = feats
+        dots = (self.work[rows] @ cx.T).float()
+        return (self.sq_norm[rows][:, None] + csq[None, :] - 2.0 * dots).clamp_min_(0.0)
 
 
 class MinDistance:
-    """Nearest-center squared distances under a metric, updated one center at a time.
+    """Nearest-center squared distances, refreshed in batches, queried exactly.
 
-    Rows whose distance is set to ``-inf`` (excluded rows) are never updated.
+    Excluded rows (picked, labeled, blocked) hold ``-inf`` and are never candidates.
 
     Args:
-        metric: An object with ``n``, ``sq_norm``, ``atol``, ``to_center`` and ``block``.
+        metric: An object with ``n``, ``sq_norm``, ``atol``, ``row_elements``,
+            ``features`` and ``dist``.
         device: Device of the state tensors.
+        batch: Pending centers that trigger a full refresh.
     """
 
-    def __init__(self, metric, device: torch.device) -> None:
+    def __init__(self, metric, device: torch.device, *, batch: int = 64) -> None:
         self.metric = metric
-        n = metric.n
-        self.d2 = torch.full((n,), math.inf, dtype=torch.float32, device=device)
-        self.assign = torch.full((n,), -1, dtype=torch.int64, device=device)
-        self.norm = metric.sq_norm.sqrt()
+        self.n = n = metric.n
+        self.nb = max(1, -(-n // BLOCK))
+        pad = self.nb * BLOCK
+        self._d2 = torch.full((pad,), -math.inf, dtype=torch.float32, device=device)
+        self._d2[:n] = math.inf
+        self.d2 = self._d2[:n]  # stale squared distances (upper bounds), view
+        self.upto = torch.zeros(pad, dtype=torch.int64, device=device)  # centers seen per row
+        self.synced = 0  # every row has seen centers[:synced]
         self.centers: list[int] = []
         self._cache: list[torch.Tensor] | None = None  # center features, capacity-doubled
         self.atol = metric.atol
-        self.evaluated = 0  # rows whose distance was computed (for diagnostics)
+        self.batch = batch
+        self.refreshes = 0  # full refreshes done (diagnostics)
+        self.row_refreshes = 0  # single-row refreshes done (diagnostics)
+        self._bmax = torch.full((self.nb,), math.inf, device=device)
+        self._bsum = torch.zeros(self.nb, dtype=torch.float64, device=device)
 
-    def seed(self, centers: torch.Tensor) -> None:
-        """Initialise with many centers at once (e.g. the labeled set), chunked.
+    # ------------------------------------------------------------------ updates
+    def seed(self, centers: np.ndarray) -> None:
+        """Add many centers at once (e.g. the labeled set) and refresh every row.
 
         Args:
             centers: ``int64[L]`` center rows.
         """
-        n = self.metric.n
-        if centers.numel() == 0:
-            return
-        base = len(self.centers)
-        row_step = max(1, min(n, 4096))
-        col_step = max(1, rows_per_chunk(row_step))
-        for s in range(0, n, row_step):
-            rows = torch.arange(s, min(n, s + row_step), device=self.d2.device)
-            best = torch.full((rows.numel(),), math.inf, device=self.d2.device)
-            arg = torch.zeros(rows.numel(), dtype=torch.int64, device=self.d2.device)
-            for cs in range(0, centers.numel(), col_step):
-                cols = centers[cs : cs + col_step]
-                val, idx = self.metric.block(rows, cols).min(dim=1)
-                better = val < best
-                best = torch.where(better, val, best)
-                arg = torch.where(better, idx + (cs + base), arg)
-            keep = self.d2[rows] > best  # never touch excluded (-inf) rows
-            self.d2[rows] = torch.where(keep, best, self.d2[rows])
-            self.assign[rows] = torch.where(keep, arg, self.assign[rows])
-        self._remember(centers)
-        self.evaluated += n * centers.numel()
+        if len(centers):
+            self._remember(torch.as_tensor(np.asarray(centers, np.int64), device=self.d2.device))
+            self.refresh()
 
     def add(self, c: int) -> None:
-        """Add center ``c`` and lower the distances of the rows it is now nearest to.
+        """Add center ``c``; rows are refreshed lazily or at the next full refresh.
 
         Args:
             c: The new center row.
         """
-        d2, margin = self.d2, 2.0 * self.atol
-        bound = (self.norm - self.norm[c]) ** 2
-        if self.centers:
-            m = len(self.centers)
-            cc2 = self.metric.cross(tuple(f[:m] for f in self._cache), c)
-            has = self.assign >= 0
-            bound = torch.where(has, torch.maximum(bound, cc2[self.assign.clamp_min(0)] / 4), bound)
-        need = (d2 + margin) > bound
-        share = float(need.float().mean()) if d2.numel() else 0.0
-        if share > GATHER_MAX_SHARE:
-            new = self.metric.to_center(c, None)
-            better = need & (new < d2)
-            self.d2 = torch.where(better, new, d2)
-            self.assign = torch.where(better, len(self.centers), self.assign)
-            self.evaluated += d2.numel()
-        else:
-            rows = need.nonzero().squeeze(1)
-            new = self.metric.to_center(c, rows)
-            better = new < d2[rows]
-            upd = rows[better]
-            self.d2[upd] = new[better]
-            self.assign[upd] = len(self.centers)
-            self.evaluated += rows.numel()
-        self._remember(torch.as_tensor([c], device=d2.device))
+        self._remember(torch.tensor([c], device=self.d2.device))
+        if self.synced == 0 or len(self.centers) - self.synced >= self.batch:
+            self.refresh()
+
+    def exclude(self, rows: np.ndarray) -> None:
+        """Remove rows from the candidates for good.
+
+        Args:
+            rows: ``int64`` rows (picked, labeled or blocked by a constraint).
+        """
+        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.d2.device)
+        if idx.numel():
+            self._d2[idx] = -math.inf
+            self._update_blocks(idx)
+
+    def refresh(self) -> None:
+        """Bring every row up to date with all centers (chunked matrix products)."""
+        m = len(self.centers)
+        if self.synced < m:
+            feats = tuple(f[self.synced : m] for f in self._cache)
+            rows_step = rows_per_chunk(max(self.metric.row_elements, m - self.synced))
+            col_step = rows_per_chunk(rows_step)
+            for s in range(0, self.n, rows_step):
+                e = min(self.n, s + rows_step)
+                best = self.d2[s:e]
+                for cs in range(0, m - self.synced, col_step):
+                    part = tuple(f[cs : cs + col_step] for f in feats)
+                    best = torch.minimum(best, self.metric.dist(slice(s, e), part).amin(dim=1))
+                self.d2[s:e] = best  # -inf (excluded) rows stay -inf
+            self.upto.fill_(m)
+            self.synced = m
+            self.refreshes += 1
+        blocks = self._d2.view(self.nb, BLOCK)
+        self._bmax = blocks.amax(dim=1)
+        self._bsum = blocks.clamp_min(0.0).sum(dim=1, dtype=torch.float64)
+
+    def refresh_rows(self, rows: torch.Tensor) -> None:
+        """Bring a few rows up to date with the pending centers.
+
+        Args:
+            rows: ``int64`` candidate rows (small).
+        """
+        m = len(self.centers)
+        rows = rows[self.upto[rows] < m]
+        if rows.numel() == 0:
+            return
+        lo = int(self.upto[rows].min())
+        feats = tuple(f[lo:m] for f in self._cache)
+        new = self.metric.dist(rows, feats).amin(dim=1)
+        self._d2[rows] = torch.minimum(self._d2[rows], new)
+        self.upto[rows] = m
+        self.row_refreshes += rows.numel()
+        self._update_blocks(rows)
+
+    # ------------------------------------------------------------------ queries
+    def top(self) -> tuple[float, int]:
+        """The farthest candidate row and its exact distance (``(-inf, -1)`` if none).
+
+        Ties between equal stale values go to the lower row; callers needing
+        exact tie-breaking refine with :meth:`near`.
+        """
+        m = len(self.centers)
+        while True:
+            b = int(torch.argmax(self._bmax))
+            if float(self._bmax[b]) == -math.inf:
+                return -math.inf, -1
+            i = b * BLOCK + int(torch.argmax(self._d2[b * BLOCK : (b + 1) * BLOCK]))
+            if int(self.upto[i]) >= m:
+                return float(self._d2[i]), i
+            self.refresh_rows(torch.tensor([i], device=self.d2.device))
+
+    def near(self, threshold: float, cap: int) -> np.ndarray:
+        """Candidate rows whose exact distance is ``>= threshold`` (at most ``cap``, farthest first).
+
+        Args:
+            threshold: Distance threshold.
+            cap: Maximum number of rows.
+
+        Returns:
+            ``int64`` rows.
+        """
+        blocks = (self._bmax >= threshold).nonzero().squeeze(1)
+        if blocks.numel() * BLOCK > 16 * BLOCK * 64:
+            self.refresh()
+            blocks = (self._bmax >= threshold).nonzero().squeeze(1)
+        rows = (blocks[:, None] * BLOCK + torch.arange(BLOCK, device=blocks.device)).reshape(-1)
+        rows = rows[self._d2[rows] >= threshold]
+        self.refresh_rows(rows)
+        rows = rows[self._d2[rows] >= threshold]
+        if rows.numel() > cap:
+            rows = rows[torch.topk(self._d2[rows], cap).indices]
+        return rows.cpu().numpy()
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """Draw a candidate row with probability proportional to its exact distance.
+
+        When every candidate is at distance 0 the draw is uniform over them.
+
+        Args:
+            rng: Random generator (one or more ``random()`` calls per draw).
+
+        Returns:
+            The row, or -1 when no candidate is left.
+        """
+        m = len(self.centers)
+        for _ in range(64 * self.batch):
+            total = float(self._bsum.sum())
+            if total <= 0.0:
+                break
+            row = self._draw_stale(rng.random() * total)
+            if row < 0 or int(self.upto[row]) >= m:
+                return row
+            old = float(self._d2[row])
+            self.refresh_rows(torch.tensor([row], device=self.d2.device))
+            if rng.random() * old < float(self._d2[row]):
+                return row
+        else:  # envelope far too loose: tighten it and retry
+            self.refresh()
+            return self.draw(rng)
+        left = (self.d2 > -math.inf).nonzero().squeeze(1)
+        return -1 if left.numel() == 0 else int(left[int(rng.random() * left.numel())])
+
+    # ------------------------------------------------------------------ internals
+    def _draw_stale(self, x: float) -> int:
+        cum = torch.cumsum(self._bsum, dim=0)
+        b = min(
+            int(
+                torch.searchsorted(
+                    cum, torch.tensor([x], dtype=cum.dtype, device=cum.device), right=True
+                )
+            ),
+            self.nb - 1,
+        )
+        rest = x - (float(cum[b - 1]) if b else 0.0)
+        w = self._d2[b * BLOCK : (b + 1) * BLOCK].clamp_min(0.0).double()
+        inner = torch.cumsum(w, dim=0)
+        j = min(
+            int(
+                torch.searchsorted(
+                    inner, torch.tensor([rest], dtype=inner.dtype, device=inner.device), right=True
+                )
+            ),
+            BLOCK - 1,
+        )
+        if float(w[j]) <= 0.0:  # rounding at a block edge
+            pos = (w > 0).nonzero()
+            if pos.numel() == 0:
+                self.refresh()
+                return (
+                    -1
+                    if float(self._bsum.sum()) <= 0
+                    else self._draw_stale(min(x, float(self._bsum.sum())) * 0.999999)
+                )
+            j = int(pos[-1, 0])
+        return b * BLOCK + j
+
+    def _update_blocks(self, rows: torch.Tensor) -> None:
+        blocks = torch.unique(rows // BLOCK)
+        view = self._d2.view(self.nb, BLOCK)[blocks]
+        self._bmax[blocks] = view.amax(dim=1)
+        self._bsum[blocks] = view.clamp_min(0.0).sum(dim=1, dtype=torch.float64)
 
     def _remember(self, rows: torch.Tensor) -> None:
         feats = self.metric.features(rows)
@@ -187,11 +308,3 @@ class MinDistance:
         for dst, src in zip(self._cache, feats, strict=True):
             dst[m : m + add] = src
         self.centers.extend(int(r) for r in rows.tolist())
-
-    def exclude(self, rows: torch.Tensor) -> None:
-        """Remove rows from candidates and from all later updates.
-
-        Args:
-            rows: ``int64`` rows (picked, labeled or blocked by a constraint).
-        """
-        self.d2[rows] = -math.inf

@@ -7,9 +7,10 @@ penultimate features (``[D]``). Because ``<a ⊗ h, a' ⊗ h'> = <a, a'><h, h'>`
 
     ||g_i - g_j||² = ||a_i||²||h_i||² + ||a_j||²||h_j||² - 2 <a_i, a_j><h_i, h_j>,
 
-so each k-means++ step costs one ``O(N (C + D))`` pass (pruned by the bounds of
-:mod:`alray.acquisition._greedy`) and memory stays ``O(N (C + D))``: the
-``N x C x D`` gradient array is never built.
+so distances are products of ``[N, C]`` and ``[N, D]`` matrix products with the
+centers' factors; :mod:`alray.acquisition._greedy` batches them and samples
+exactly in between. Memory stays ``O(N (C + D))``: the ``N x C x D`` gradient
+array is never built.
 
 References:
     1. Ash, Zhang, Krishnamurthy, Langford, Agarwal. "Deep Batch Active
@@ -65,41 +66,33 @@ class BadgeMetric:
         self.a, self.h = a, h
         self.n, self.d = h.shape
         step = rows_per_chunk(self.d)
-        sqh = torch.cat([(h[s : s + step] ** 2).sum(dim=1) for s in range(0, self.n, step)])
+        sqh = (
+            torch.cat([(h[s : s + step] ** 2).sum(dim=1) for s in range(0, self.n, step)])
+            if self.n
+            else torch.zeros(0, device=h.device)
+        )
         self.sq_norm = (a**2).sum(dim=1) * sqh  # ||g_i||^2, [N]
         eps = torch.finfo(torch.float32).eps
         scale = float(self.sq_norm.max()) if self.n else 0.0
         self.atol = 16.0 * math.sqrt(self.d + a.shape[1]) * eps * max(scale, 1e-30)
-
-    def to_center(self, c: int, rows: torch.Tensor | None) -> torch.Tensor:
-        """Squared distances ``[M]`` from ``rows`` (``None``: all) to row ``c``."""
-        if rows is None:
-            ad, hd, sq = self.a @ self.a[c], self.h @ self.h[c], self.sq_norm
-        else:
-            step = rows_per_chunk(self.d)
-            parts = [
-                self.h.index_select(0, rows[s : s + step]) @ self.h[c]
-                for s in range(0, rows.numel(), step)
-            ]
-            hd = torch.cat(parts) if parts else torch.empty(0, device=self.h.device)
-            ad, sq = self.a[rows] @ self.a[c], self.sq_norm[rows]
-        return (sq + self.sq_norm[c] - 2.0 * ad * hd).clamp_min_(0.0)
-
-    def block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Squared distances ``[len(rows), len(cols)]`` (small blocks only)."""
-        ad = self.a[rows] @ self.a[cols].T
-        hd = self.h[rows] @ self.h[cols].T
-        sq = self.sq_norm
-        return (sq[rows, None] + sq[None, cols] - 2.0 * ad * hd).clamp_min_(0.0)
+        self.row_elements = self.d + a.shape[1]
 
     def features(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Cached center factors: ``(a [M, C], h [M, D], ||g||^2 [M])``."""
+        """Center factors: ``(a [M, C], h [M, D], ||g||^2 [M])``."""
         return self.a[rows], self.h[rows], self.sq_norm[rows]
 
-    def cross(self, feats: tuple[torch.Tensor, ...], c: int) -> torch.Tensor:
-        """Squared distances from cached centers to row ``c``, ``[M]``."""
-        a, h, sq = feats
-        return (sq + self.sq_norm[c] - 2.0 * (a @ self.a[c]) * (h @ self.h[c])).clamp_min_(0.0)
+    def dist(self, rows: slice | torch.Tensor, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Squared gradient distances ``float32[R, M]`` from ``rows`` to the centers.
+
+        Args:
+            rows: A slice (contiguous, no copy) or ``int64`` row indices.
+            feats: Output of :meth:`features` for ``M`` centers.
+        """
+        ca, ch, csq = feats
+        ad = self.a[rows] @ ca.T  # [R, M]
+        hd = self.h[rows] @ ch.T  # [R, M]
+        out = self.sq_norm[rows][:, None] + csq[None, :]
+        return out.addcmul_(ad, hd, value=-2.0).clamp_min_(0.0)
 
 
 @strategy_registry.register("badge")
@@ -119,7 +112,7 @@ class BadgeSelector(Selector):
         dev = h.device
         metric = BadgeMetric(gradient_factors(pool.probs, dev), h)
         state = MinDistance(metric, dev)
-        state.exclude(torch.from_numpy(np.flatnonzero(pool.labeled)).to(dev))
+        state.exclude(np.flatnonzero(pool.labeled))
         rng = pool.rng(3)
         target = min(pool.k, pool.n_available)
         picks: list[int] = []
@@ -128,28 +121,12 @@ class BadgeSelector(Selector):
                 g2 = torch.where(state.d2 > -math.inf, metric.sq_norm, -1.0)
                 c = int(g2.argmax())
             else:
-                c = self._draw(state.d2, rng)
+                c = state.draw(rng)
                 if c < 0:
                     break  # everything left is blocked by the video constraint
             picks.append(c)
             gone = pool.constraint.pick(c) if pool.constraint is not None else np.array([c])
-            state.exclude(torch.from_numpy(np.asarray(gone, dtype=np.int64)).to(dev))
+            state.exclude(gone)
             if len(picks) < target:
                 state.add(c)
         return np.asarray(picks, dtype=np.int64)
-
-    @staticmethod
-    def _draw(d2: torch.Tensor, rng: np.random.Generator) -> int:
-        """Draw a row with probability ``∝ d2`` (excluded rows hold ``-inf``); -1 if none."""
-        weights = d2.clamp_min(0.0)
-        cum = torch.cumsum(weights, dim=0, dtype=torch.float64)
-        total = float(cum[-1])
-        u = rng.random()
-        if total > 0.0:
-            key = torch.tensor([u * total], dtype=torch.float64, device=cum.device)
-            pos = int(torch.searchsorted(cum, key, right=True)[0])
-            if pos >= d2.numel() or weights[pos] <= 0:  # u * total rounded up to total
-                pos = int((weights > 0).nonzero()[-1, 0])
-            return pos
-        left = (d2 > -math.inf).nonzero().squeeze(1)  # all at distance 0: uniform
-        return -1 if left.numel() == 0 else int(left[int(u * left.numel())])

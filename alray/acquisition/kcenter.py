@@ -2,11 +2,12 @@
 
 Each pick is the available row farthest from its nearest center, where the
 centers are the labeled rows plus the rows picked so far (Sener & Savarese
-2018, greedy 2-approximation). Distances are kept incrementally in ``O(N)``
-memory (:class:`~alray.acquisition._greedy.MinDistance`), the distance pass is
-chunked and skips rows that provably cannot move (triangle-inequality and norm
-bounds), and near-ties of the float32 values are re-decided in float64 against
-every center, so the picks equal those of the exact algorithm (ties: lower row).
+2018, greedy 2-approximation). Distances are kept in ``O(N)`` memory by
+:class:`~alray.acquisition._greedy.MinDistance`: all rows are refreshed in
+chunked matrix products every few dozen picks, and in between the farthest row
+is found exactly by lazy evaluation. Near-ties of the float32 values are
+re-decided in float64 against every center, so the picks equal those of the
+exact algorithm (ties: lower row).
 
 References:
     1. Sener, Savarese. "Active Learning for Convolutional Neural Networks: A
@@ -83,37 +84,35 @@ class KCenterSelector(Selector):
 
     def select(self, pool: Pool) -> np.ndarray:
         x = pool.embeddings
-        dev = x.device
-        state = MinDistance(EuclideanMetric(x, half=self.half), dev)
-        labeled = torch.from_numpy(np.flatnonzero(pool.labeled)).to(dev)
-        state.seed(labeled)
+        state = MinDistance(EuclideanMetric(x, half=self.half), x.device)
+        labeled = np.flatnonzero(pool.labeled)
         state.exclude(labeled)
+        state.seed(labeled)
         target = min(pool.k, pool.n_available)
         picks: list[int] = []
         while len(picks) < target:
             if not state.centers:
                 c = int(pool.rng(2).choice(np.flatnonzero(pool.available)))
             else:
-                top = float(state.d2.max())
-                if top == -math.inf:
+                top, c = state.top()
+                if c < 0:
                     break  # everything left is blocked by the video constraint
-                c = self._argmax(state, top, x) if self.exact else int(state.d2.argmax())
+                if self.exact:
+                    c = self._refine(state, top, x)
             picks.append(c)
             gone = pool.constraint.pick(c) if pool.constraint is not None else np.array([c])
-            state.exclude(torch.from_numpy(np.asarray(gone, dtype=np.int64)).to(dev))
+            state.exclude(gone)
             if len(picks) < target:
                 state.add(c)
         return np.asarray(picks, dtype=np.int64)
 
     @staticmethod
-    def _argmax(state: MinDistance, top: float, x: torch.Tensor) -> int:
+    def _refine(state: MinDistance, top: float, x: torch.Tensor) -> int:
         """Farthest row, with near-ties (within the float32 error) decided in float64."""
-        near = (state.d2 >= top - 4.0 * state.atol).nonzero().squeeze(1)
-        if near.numel() == 1:
+        near = state.near(top - 4.0 * state.atol, MAX_REFINE)
+        if near.size == 1:
             return int(near[0])
-        if near.numel() > MAX_REFINE:
-            near = near[torch.topk(state.d2[near], MAX_REFINE).indices]
+        rows = torch.as_tensor(near, device=x.device)
         centers = torch.as_tensor(state.centers, device=x.device)
-        exact = exact_min_sq_distance(x, near, centers)
-        best = exact.max()
-        return int(near[exact == best].min())
+        exact = exact_min_sq_distance(x, rows, centers).cpu().numpy()
+        return int(near[exact == exact.max()].min())

@@ -10,8 +10,6 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -56,25 +54,16 @@ def kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor
         ``int64[k]`` rows chosen as initial centers.
     """
     state = MinDistance(EuclideanMetric(x), x.device)
-    first = int(rng.integers(x.shape[0]))
-    picks = [first]
-    state.exclude(torch.tensor([first], device=x.device))
-    state.add(first)
-    while len(picks) < k:
-        w = state.d2.clamp_min(0.0).double()
-        total = float(w.sum())
-        if total <= 0.0:  # duplicates only: uniform over the rest
-            left = (state.d2 > -math.inf).nonzero().squeeze(1)
-            c = int(left[int(rng.integers(left.numel()))])
-        else:
-            cum = torch.cumsum(w, dim=0)
-            key = torch.tensor([rng.random() * total], dtype=torch.float64, device=x.device)
-            c = min(int(torch.searchsorted(cum, key, right=True)[0]), x.shape[0] - 1)
-            if w[c] <= 0:
-                c = int((w > 0).nonzero()[-1, 0])
+    picks = [int(rng.integers(x.shape[0]))]
+    while True:
+        state.exclude(np.array(picks[-1:]))
+        if len(picks) == k:
+            break
+        state.add(picks[-1])
+        c = state.draw(rng)
+        if c < 0:
+            break
         picks.append(c)
-        state.exclude(torch.tensor([c], device=x.device))
-        state.add(c)
     return torch.tensor(picks, dtype=torch.int64, device=x.device)
 
 

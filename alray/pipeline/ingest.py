@@ -6,8 +6,10 @@ Re-running is safe: frames already present (by ``frame_id``) are left as they ar
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -34,6 +36,8 @@ class IngestSummary:
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     classes: list[str] = field(default_factory=list)
+    frames_per_second: float = 0.0
+    stage_seconds: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,26 +61,57 @@ def assign_splits(frame_index: np.ndarray, source_id: np.ndarray, *, val: float,
     return np.where(u < val, "val", np.where(u < val + test, "test", "pool")).astype(object)
 
 
-def _decode(batch: dict[str, np.ndarray], fmt: str, input_size: int,
-            channels: int) -> dict[str, np.ndarray]:
-    """Ray Data task: a batch of work items → frame records (see ``alray.sources.base``)."""
+def _decode(batch: dict[str, np.ndarray], fmt: str, input_size: int, channels: int,
+            env: dict[str, str] | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data task: work items → frame record batches (see ``alray.sources.base``).
+
+    Readers may return one batch or yield several (a video streams in ``pool.batch_frames``
+    batches). ``env`` carries the driver's S3 settings into the worker.
+    """
+    from alray.sources._common import apply_env
+
+    apply_env(env)
     read = get_source(fmt)[1]
     keys = list(batch)
-    parts = [read({k: batch[k][i] for k in keys}, input_size=input_size, channels=channels)
-             for i in range(len(batch[keys[0]]))]  # loop over work items (shards), not frames
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    for i in range(len(batch[keys[0]])):  # loop over work items (videos, shards), not frames
+        out = read({k: batch[k][i] for k in keys}, input_size=input_size, channels=channels)
+        if isinstance(out, dict):
+            yield out
+        else:
+            yield from out
 
 
 def _listing(cfg: ProjectConfig) -> PoolListing:
-    return get_source(cfg.pool.format)[0](cfg.pool.uri, limit=cfg.pool.limit)
+    lister = get_source(cfg.pool.format)[0]
+    kwargs = {"limit": cfg.pool.limit}
+    if "pool" in inspect.signature(lister).parameters:
+        kwargs["pool"] = cfg.pool
+    return lister(cfg.pool.uri, **kwargs)
 
 
-def ingest(cfg: ProjectConfig, store: Store) -> IngestSummary:
-    """Read the pool named by ``cfg.pool`` into ``store`` (idempotent).
+def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = None,
+           on_batch: Callable[[IngestSummary], None] | None = None) -> IngestSummary:
+    """Read the pool named by ``cfg.pool`` into ``store`` (idempotent, resumable).
+
+    The pipeline streams: decode runs in CPU tasks, the optional embedding stage in an actor
+    pool, and each batch is merged into ``frames`` as it arrives, so memory stays flat in the
+    pool size. An interrupted ingest re-run adds only the frames it had not written.
+
+    Args:
+        cfg: The project config (``pool``, ``model.input_size``/``in_channels``).
+        store: The project store.
+        checkpoint_uri: A round checkpoint: also embed *and* MC-score every frame on the way in.
+            None: embed only when ``pool.embed_on_ingest`` and ``model.freeze_backbone``.
+        on_batch: Called with the running summary after each written batch (progress).
+
+    Returns:
+        What was added, what was already present and what failed (with the errors).
 
     Raises:
         FileNotFoundError / ValueError: the pool cannot be listed (names the URI or file).
     """
+    from alray.sources._common import aws_env
+
     t0 = time.perf_counter()
     listing = _listing(cfg)
     known = store.get_meta("classes")
@@ -84,28 +119,73 @@ def ingest(cfg: ProjectConfig, store: Store) -> IngestSummary:
         raise ValueError(f"pool {cfg.pool.uri!r} has classes {listing.classes}, but the store "
                          f"already holds {known}")
     store.set_meta("classes", listing.classes)
-    dim = build_model(cfg.model, max(2, len(listing.classes))).feature_dim
-    summary = IngestSummary(classes=listing.classes)
+    n_cls = cfg.model.num_classes or max(2, len(listing.classes))
+    dim = build_model(cfg.model, n_cls).feature_dim
+    summary = IngestSummary(classes=listing.classes, sources=len(listing.tasks))
     if not listing.tasks:
         return summary
+    env = aws_env(cfg.pool.s3_endpoint_url, cfg.pool.s3_region)
     ds = ray.data.from_items(listing.tasks, override_num_blocks=len(listing.tasks))
     ds = ds.map_batches(
         _decode, fn_kwargs={"fmt": cfg.pool.format, "input_size": cfg.model.input_size,
-                                        "channels": cfg.model.in_channels},
+                            "channels": cfg.model.in_channels, "env": env},
         batch_size=1, num_cpus=0.5)
+    embed = checkpoint_uri is not None or (cfg.pool.embed_on_ingest and cfg.model.freeze_backbone)
+    if embed:
+        ds = _embed_stage(ds, cfg, checkpoint_uri, n_cls, store)
     sources: set[str] = set()
-    for batch in ds.iter_batches(batch_size=4096, batch_format="numpy"):
+    t_write = 0.0
+    for batch in ds.iter_batches(batch_size=cfg.pool.batch_frames * 4, batch_format="numpy"):
+        tw = time.perf_counter()
         summary.frames_added, summary.frames_present = _write(
             store, batch, cfg, dim, summary.frames_added, summary.frames_present)
+        t_write += time.perf_counter() - tw
         failed = batch["error"].astype(str) != ""
         summary.failed += int(failed.sum())
         summary.failures += [{"frame_id": f, "error": e} for f, e in
                              zip(batch["frame_id"][failed], batch["error"][failed], strict=True)]
         sources.update(np.unique(batch["source_id"].astype(str)).tolist())
+        summary.seconds = time.perf_counter() - t0
+        summary.stage_seconds = {"write": round(t_write, 3)}
+        done = summary.frames_added + summary.frames_present
+        summary.frames_per_second = done / max(summary.seconds, 1e-9)
+        log.info("ingest: %d frames (%d new), %.0f frames/s", done, summary.frames_added,
+                 summary.frames_per_second)
+        if on_batch is not None:
+            on_batch(summary)
     summary.sources = len(sources)
     summary.seconds = time.perf_counter() - t0
-    log.info("ingest: %s", summary.to_dict())
+    summary.stage_seconds = {"write": round(t_write, 3),
+                             "decode_embed_wait": round(summary.seconds - t_write, 3)}
+    summary.frames_per_second = (summary.frames_added + summary.frames_present) / max(
+        summary.seconds, 1e-9)
+    log.info("ingest: %s", {k: v for k, v in summary.to_dict().items() if k != "failures"})
+    log.debug("ingest stages:\n%s", ds.stats())
     return summary
+
+
+def _embed_stage(ds, cfg: ProjectConfig, checkpoint_uri: str | None, n_cls: int, store: Store):
+    """Add the actor-pool stage that embeds (and with a checkpoint, scores) decoded frames."""
+    from alray.pipeline.embed_cache import CACHE_KEY, EmbedActor, backbone_fingerprint, model_for
+
+    acq = cfg.acquisition
+    fp = backbone_fingerprint(model_for(cfg.model, checkpoint_uri, n_cls, cfg.seed))
+    if cfg.model.freeze_backbone:
+        cached = store.get_meta(CACHE_KEY)
+        # New frames get this backbone's embeddings: the cache holds only if it is the same one.
+        if cached is None and not store.has_frames():
+            store.set_meta(CACHE_KEY, fp)
+        elif cached != fp:
+            store.set_meta(CACHE_KEY, None)
+    return ds.map_batches(
+        EmbedActor,
+        fn_constructor_kwargs={
+            "model_cfg": cfg.model, "checkpoint_uri": checkpoint_uri, "num_classes": n_cls,
+            "score_name": acq.score if checkpoint_uri else None, "seed": cfg.seed,
+            "device": "cuda" if acq.actor_gpus > 0 else "cpu"},
+        batch_size=acq.scoring_batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=acq.scoring_actors),
+        num_cpus=acq.actor_cpus, num_gpus=acq.actor_gpus or None)
 
 
 def _write(store: Store, b: dict[str, np.ndarray], cfg: ProjectConfig, dim: int,
@@ -127,8 +207,9 @@ def _write(store: Store, b: dict[str, np.ndarray], cfg: ProjectConfig, dim: int,
         "label": pa.nulls(n, pa.int64()),
         "selected_round": pa.nulls(n, pa.int64()),
         "labeled_round": pa.nulls(n, pa.int64()),
-        "embedding": pa.nulls(n, pa.list_(pa.float32(), dim)),
-        "score": pa.nulls(n, pa.float32()),
+        "embedding": _vectors(b.get("embedding"), n, dim),
+        "score": (pa.array(b["score"], pa.float32(), from_pandas=True) if "score" in b
+                  else pa.nulls(n, pa.float32())),
         "error": pa.array(np.where(failed, b["error"], None), pa.string()),
         "image": pa.array(b["image"], pa.binary()),
         "height": b["height"], "width": b["width"], "channels": b["channels"],
@@ -138,3 +219,13 @@ def _write(store: Store, b: dict[str, np.ndarray], cfg: ProjectConfig, dim: int,
     if has_gt.any():
         store.add_ground_truth(b["frame_id"][has_gt], b["gt_label"][has_gt])
     return added + a, present + p
+
+
+def _vectors(emb: np.ndarray | None, n: int, dim: int) -> pa.Array:
+    """``[n, dim]`` float32 with NaN rows (failed frames) → FixedSizeList with nulls."""
+    if emb is None:
+        return pa.nulls(n, pa.list_(pa.float32(), dim))
+    emb = np.asarray(emb, dtype=np.float32).reshape(n, dim)
+    bad = np.isnan(emb).any(axis=1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.nan_to_num(emb).reshape(-1)), dim,
+                                             mask=pa.array(bad))

@@ -72,17 +72,30 @@ class ScoringActor:
 
 def score_pool(cfg: ProjectConfig, store: Store, checkpoint_uri: str, *, seed: int,
                want_probs: bool, candidate_ids: list[str] | None = None) -> PoolScores:
-    """Score the pool's decodable frames (or only ``candidate_ids``) with a round's model."""
-    t0 = time.perf_counter()
-    acq = cfg.acquisition
+    """Score the pool's decodable frames (or only ``candidate_ids``) with a round's model.
+
+    With ``model.freeze_backbone`` the scores come from the embeddings stored in ``frames``
+    (head only, see :func:`alray.pipeline.embed_cache.score_cached`); otherwise an actor pool
+    re-embeds the pixels.
+    """
     where = "split = 'pool' AND status != 'failed'"
     if candidate_ids is not None:
         where = f"frame_id IN {sql_list(candidate_ids)}"
+    if cfg.model.freeze_backbone:
+        from alray.pipeline.embed_cache import score_cached
+
+        return score_cached(cfg, store, checkpoint_uri, seed=seed, want_probs=want_probs,
+                            where=where)
+    t0 = time.perf_counter()
+    acq = cfg.acquisition
     # The predicate is pushed down into the Lance scan (no full-table read).
     ds = ray.data.read_lance(
         store.frames_uri(),
         columns=["frame_id", "image", "height", "width", "channels"],
         scanner_options={"filter": where},
+        # Reads hold no CPU slot: actor pools of concurrent rounds can then never starve
+        # the reads that feed them (a deadlock seen with 3 concurrent runs on 2 CPUs).
+        num_cpus=0,
         storage_options=storage_options() if is_remote(store.uri) else None,
     )
     ds = ds.map_batches(

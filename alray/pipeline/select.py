@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 
 from alray import acquisition
-from alray.storage import Store
+from alray.storage import Store, sql_list
 
-__all__ = ["mark_selected", "selected_in_round"]
+__all__ = ["mark_selected", "pick", "selected_in_round"]
 
 
 def selected_in_round(store: Store, round_n: int) -> list[str]:
@@ -29,8 +29,6 @@ def mark_selected(store: Store, frame_ids: np.ndarray, round_n: int) -> int:
     ids = [str(f) for f in frame_ids]
     if not ids:
         return 0
-    from alray.storage import sql_list
-
     prior = store.count_frames(f"frame_id IN {sql_list(ids)} AND status != 'unlabeled'")
     if prior:
         raise RuntimeError(f"round {round_n}: {prior} of the {len(ids)} picked frames were "

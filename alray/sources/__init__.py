@@ -1,8 +1,9 @@
 """Pool readers, by ``pool.format``; see :mod:`alray.sources.base` for the record contract.
 
-A reader is a pair: ``list(uri, *, limit) -> PoolListing`` (runs on the driver, cheap) and
-``read(task, *, input_size, channels) -> batch`` (runs in Ray Data tasks). Register new formats
-with :func:`register_source`.
+A reader is a pair: ``list(uri, *, limit[, pool]) -> PoolListing`` (runs on the driver, cheap;
+listers that take ``pool`` get the ``PoolConfig``, e.g. for video sampling) and
+``read(task, *, input_size, channels) -> batch`` (runs in Ray Data tasks; it may also *yield*
+batches, so a long video streams). Register new formats with :func:`register_source`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Callable
 from alray.sources.base import PoolListing
 from alray.sources.idx import list_idx, read_idx_shard
 from alray.sources.image_folder import list_image_folder, read_image_files
+from alray.sources.image_prefix import list_image_prefix, read_image_items
+from alray.sources.manifest import list_manifest, read_manifest_item
+from alray.sources.video import list_videos, read_video
 
 __all__ = ["PoolListing", "available_sources", "get_source", "register_source"]
 
@@ -40,3 +44,6 @@ def get_source(fmt: str) -> tuple[Callable[..., PoolListing], Callable[..., dict
 
 register_source("idx", list_idx, read_idx_shard)
 register_source("image_folder", list_image_folder, read_image_files)
+register_source("video", list_videos, read_video)
+register_source("image_prefix", list_image_prefix, read_image_items)
+register_source("manifest", list_manifest, read_manifest_item)

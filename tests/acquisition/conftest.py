@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 
 def make_pool(n: int = 300, t: int = 6, c: int = 4, d: int = 8, seed: int = 0):
@@ -29,3 +30,13 @@ def make_pool(n: int = 300, t: int = 6, c: int = 4, d: int = 8, seed: int = 0):
 @pytest.fixture
 def pool():
     return make_pool()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run these small-array tests single-threaded: on a busy 2-core machine OpenMP
+    spin-waiting makes tiny multi-threaded kernels 10-30x slower. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

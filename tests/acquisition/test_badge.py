@@ -20,42 +20,53 @@ def gradients(p, h):
 def test_factorised_distances_equal_materialised():
     p, h = make_pool(n=300, t=5, c=4, d=7)
     g = gradients(p, h)
-    metric = BadgeMetric(gradient_factors(torch.from_numpy(p), torch.device("cpu")),
-                         torch.from_numpy(h))
+    metric = BadgeMetric(
+        gradient_factors(torch.from_numpy(p), torch.device("cpu")), torch.from_numpy(h)
+    )
     ref = ((g[:, None, :] - g[None, :40, :]) ** 2).sum(-1)
-    got = metric.block(torch.arange(300), torch.arange(40)).numpy()
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * ref.max())
+    feats = metric.features(torch.arange(40))
+    for rows in (slice(0, 300), torch.arange(300)):
+        got = metric.dist(rows, feats).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * ref.max())
     np.testing.assert_allclose(metric.sq_norm.numpy(), (g**2).sum(1), rtol=1e-5)
-    for c in (0, 17):
-        np.testing.assert_allclose(metric.to_center(c, None).numpy(), ref[:, c] if c < 40 else
-                                   ((g - g[c]) ** 2).sum(1), rtol=1e-4, atol=1e-4 * ref.max())
 
 
-def naive_badge(g, labeled, k, seed):
-    """k-means++ on materialised gradients with the same draw protocol."""
-    rng = np.random.default_rng([seed, 3])
-    norms = (g**2).sum(1)
-    norms[labeled] = -1
-    picks = [int(np.argmax(norms))]
-    d2 = ((g - g[picks[0]]) ** 2).sum(1)
-    while len(picks) < k:
-        w = d2.copy()
-        w[labeled] = 0
-        w[picks] = 0
-        cum = np.cumsum(w)
-        i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-        picks.append(i)
-        d2 = np.minimum(d2, ((g - g[i]) ** 2).sum(1))
-    return np.array(picks)
+def test_first_pick_is_largest_gradient_and_distances_stay_exact(monkeypatch):
+    from alray.acquisition import _greedy
 
-
-def test_selection_equals_materialised_kmeanspp():
     p, h = make_pool(n=400, t=4, c=5, d=6, seed=2)
+    g = gradients(p, h)
     labeled = np.zeros(400, bool)
     labeled[::10] = True
-    for seed in range(3):
-        got = select("badge", k=40, probs=p, embeddings=h, labeled=labeled, seed=seed)
-        np.testing.assert_array_equal(got, naive_badge(gradients(p, h), labeled, 40, seed))
+    seen = []
+    orig = _greedy.MinDistance.add
+
+    def spy(self, c):
+        orig(self, c)
+        self.refresh()
+        seen.append((list(self.centers), self.d2.numpy().copy()))
+
+    monkeypatch.setattr(_greedy.MinDistance, "add", spy)
+    got = select("badge", k=30, probs=p, embeddings=h, labeled=labeled, seed=1)
+    norms = (g**2).sum(1)
+    norms[labeled] = -1
+    assert got[0] == np.argmax(norms)
+    for centers, d2 in seen:
+        ref = ((g[:, None, :] - g[None, centers, :]) ** 2).sum(-1).min(1)
+        keep = d2 > -np.inf
+        np.testing.assert_allclose(d2[keep], ref[keep], rtol=1e-4, atol=1e-4 * norms.max())
+        assert not keep[labeled].any() and not keep[centers].any()
+
+
+def test_draws_follow_squared_gradient_distance():
+    p, h = make_pool(n=12, t=3, c=3, d=4, seed=4)
+    g = gradients(p, h)
+    first = int(np.argmax((g**2).sum(1)))
+    d2 = ((g - g[first]) ** 2).sum(1)
+    counts = np.zeros(12)
+    for seed in range(1200):
+        counts[select("badge", k=2, probs=p, embeddings=h, seed=seed)[1]] += 1
+    np.testing.assert_allclose(counts / 1200, d2 / d2.sum(), atol=0.045)
 
 
 def test_probs_as_n_by_c():

@@ -48,8 +48,9 @@ def test_equals_exhaustive_in_exact_regime(seed):
     p = make_probs(50, 6, 3, seed)
     ref = exhaustive_batchbald(p, 5)
     for lazy in (True, False):
-        got = select("batchbald", k=5, probs=p, num_candidates=50, max_exact_configs=10**5,
-                     lazy=lazy)
+        got = select(
+            "batchbald", k=5, probs=p, num_candidates=50, max_exact_configs=10**5, lazy=lazy
+        )
         assert got.tolist() == ref
 
 

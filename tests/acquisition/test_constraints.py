@@ -66,6 +66,12 @@ def test_validation():
 def test_select_spreads_frames_of_one_video():
     n = 100
     s = np.linspace(0, 1, n, dtype=np.float32)  # best frames are consecutive
-    out = select("entropy", k=5, scores=s, groups=np.zeros(n), timestamps_ms=np.arange(n) * 40.0,
-                 min_gap_ms=400)
+    out = select(
+        "entropy",
+        k=5,
+        scores=s,
+        groups=np.zeros(n),
+        timestamps_ms=np.arange(n) * 40.0,
+        min_gap_ms=400,
+    )
     assert out.tolist() == [99, 89, 79, 69, 59]

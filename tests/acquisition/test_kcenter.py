@@ -74,8 +74,15 @@ def test_video_constraint_inside_the_greedy_loop():
     t = np.arange(400) * 33.0
     labeled = np.zeros(400, bool)
     labeled[:3] = True
-    got = select("kcenter", k=50, embeddings=x, labeled=labeled, groups=groups, timestamps_ms=t,
-                 min_gap_ms=2000)
+    got = select(
+        "kcenter",
+        k=50,
+        embeddings=x,
+        labeled=labeled,
+        groups=groups,
+        timestamps_ms=t,
+        min_gap_ms=2000,
+    )
     ref = naive_kcenter(x, labeled, 50, constraint=VideoConstraint(groups, t, 2000))
     np.testing.assert_array_equal(got, ref)
 

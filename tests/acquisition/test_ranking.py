@@ -42,9 +42,9 @@ def test_large_beta_approaches_topk(kind):
 def test_power_sampling_frequencies_follow_weights():
     s = np.array([1.0, 2.0, 0.0, 5.0], np.float32)
     counts = np.zeros(4)
-    for seed in range(2000):
+    for seed in range(1000):
         counts[select("powerbald", k=1, scores=s, seed=seed)[0]] += 1
-    np.testing.assert_allclose(counts / 2000, [1 / 8, 2 / 8, 0, 5 / 8], atol=0.04)
+    np.testing.assert_allclose(counts / 1000, [1 / 8, 2 / 8, 0, 5 / 8], atol=0.05)
 
 
 def test_zero_beta_is_uniform():

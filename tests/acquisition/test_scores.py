@@ -79,9 +79,7 @@ def test_extra_axes_reduced():
     a, b = score("entropy", p), score("entropy", p[::-1])
     np.testing.assert_allclose(score("entropy", pix), (a + b) / 2, rtol=1e-5)
     np.testing.assert_allclose(score("entropy", pix, reduction="max"), np.maximum(a, b), rtol=1e-5)
-    np.testing.assert_allclose(
-        score("entropy", pix, reduction=lambda s: s[:, 0]), a, rtol=1e-5
-    )
+    np.testing.assert_allclose(score("entropy", pix, reduction=lambda s: s[:, 0]), a, rtol=1e-5)
 
 
 def test_errors():

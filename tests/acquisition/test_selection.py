@@ -15,11 +15,28 @@ from alray.acquisition import SCORES, available, requirements, select
 from tests.acquisition.conftest import make_pool
 
 STRATEGIES = available()
-CANONICAL = sorted({n for n in STRATEGIES if ":" in n or n in {
-    "random", "kcenter", "badge", "batchbald", "cluster_margin", "typiclust"}})
+CANONICAL = sorted(
+    {
+        n
+        for n in STRATEGIES
+        if ":" in n
+        or n in {"random", "kcenter", "badge", "batchbald", "cluster_margin", "typiclust"}
+    }
+)
 # one representative per family keeps the hypothesis run fast
-FAMILIES = ["topk:bald", "topk:margin", "random", "kcenter", "badge", "batchbald",
-            "power:bald", "softmax:entropy", "softrank:margin", "cluster_margin", "typiclust"]
+FAMILIES = [
+    "topk:bald",
+    "topk:margin",
+    "random",
+    "kcenter",
+    "badge",
+    "batchbald",
+    "power:bald",
+    "softmax:entropy",
+    "softrank:margin",
+    "cluster_margin",
+    "typiclust",
+]
 
 P, E = make_pool(n=120, t=5, c=3, d=6, seed=3)
 
@@ -33,12 +50,28 @@ def _inputs(strategy, n):
 
 
 def test_contract_names():
-    assert set(SCORES) == {"least_confidence", "margin", "ratio", "entropy", "bald",
-                           "variation_ratio", "mean_std"}
+    assert set(SCORES) == {
+        "least_confidence",
+        "margin",
+        "ratio",
+        "entropy",
+        "bald",
+        "variation_ratio",
+        "mean_std",
+    }
     for s in SCORES:
         assert s in STRATEGIES and f"topk:{s}" in STRATEGIES
-    for name in ["random", "kcenter", "badge", "batchbald", "powerbald", "cluster_margin",
-                 "typiclust", "softmax:bald", "power:bald"]:
+    for name in [
+        "random",
+        "kcenter",
+        "badge",
+        "batchbald",
+        "powerbald",
+        "cluster_margin",
+        "typiclust",
+        "softmax:bald",
+        "power:bald",
+    ]:
         assert name in STRATEGIES
 
 
@@ -169,7 +202,9 @@ def test_properties(strategy, problem):
                 full = quota is not None and same.size >= quota
                 near = bool(gap) and bool((np.abs(times[same] - times[i]) < gap).any())
                 assert full or near
-    again = select(strategy, k=k, labeled=labeled, seed=seed, **kw, **(video if constrained else {}))
+    again = select(
+        strategy, k=k, labeled=labeled, seed=seed, **kw, **(video if constrained else {})
+    )
     np.testing.assert_array_equal(out, again)
 
 

@@ -1,0 +1,182 @@
+"""The embedding cache: with a frozen backbone, embed each frame once and re-score from
+``frames.embedding`` with the MC-dropout head alone.
+
+The ``meta`` key ``embedding_backbone`` holds a fingerprint (SHA-1 of the backbone's
+``state_dict``) of the backbone that produced the stored embeddings. A round whose checkpoint
+has the same backbone embeds only frames that have none yet (new ingests) and scores the rest
+from storage without reading a pixel; a different backbone re-embeds every frame first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import numpy as np
+import pyarrow as pa
+import ray
+import torch
+
+from alray import acquisition
+from alray.config import ModelConfig, ProjectConfig
+from alray.pipeline.score import PoolScores
+from alray.storage import Store
+from alray.storage.uri import is_remote, storage_options
+
+__all__ = [
+    "CACHE_KEY", "EmbedActor", "backbone_fingerprint", "embed_frames", "model_for",
+    "score_cached",
+]
+
+log = logging.getLogger(__name__)
+CACHE_KEY = "embedding_backbone"
+
+
+def model_for(model_cfg: ModelConfig, checkpoint_uri: str | None, num_classes: int, seed: int):
+    """A round's model from its checkpoint, or the config's (seeded) model when None."""
+    if checkpoint_uri:
+        from alray.pipeline.train import load_checkpoint
+
+        return load_checkpoint(checkpoint_uri, model_cfg).eval()
+    from alray.models import build_model
+
+    torch.manual_seed(seed)
+    return build_model(model_cfg, num_classes).eval()
+
+
+def backbone_fingerprint(model) -> str:
+    """SHA-1 over the backbone's parameters and buffers (names, shapes and bytes)."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class EmbedActor:
+    """Ray Data callable class: backbone once per frame (and the MC head with a checkpoint).
+
+    Reads ``image``, ``height``, ``width``, ``channels`` and ``error`` (or ``status``); passes
+    every input key through and adds ``embedding`` [B, D] float32 (NaN rows for failed frames)
+    and, when ``score_name`` is set, ``score`` [B] float32 (NaN for failed frames).
+    """
+
+    def __init__(self, model_cfg: ModelConfig, checkpoint_uri: str | None = None,
+                 num_classes: int = 2, score_name: str | None = None, seed: int = 0,
+                 device: str = "cpu"):
+        self.model = model_for(model_cfg, checkpoint_uri, num_classes, seed).to(device)
+        self.samples = model_cfg.mc_samples
+        self.score_name = score_name
+        self.device = device
+        torch.manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from alray.models.tensors import images_to_tensor
+
+        n = len(batch["image"])
+        ok = np.asarray([len(x) > 0 for x in batch["image"]]) if "error" not in batch else (
+            batch["error"].astype(str) == "")
+        out = dict(batch)
+        emb = np.full((n, self.model.feature_dim), np.nan, dtype=np.float32)
+        score = np.full(n, np.nan, dtype=np.float32)
+        rows = np.flatnonzero(ok)
+        if rows.size:
+            h, w, c = (int(batch[k][rows[0]]) for k in ("height", "width", "channels"))
+            x = images_to_tensor([batch["image"][i] for i in rows], h, w, c).to(self.device)
+            feats = self.model.features(x)  # [B, D], the backbone once
+            emb[rows] = feats.float().cpu().numpy()
+            if self.score_name:
+                probs = self.model.head(feats, self.samples)  # [B, T, C]
+                score[rows] = acquisition.score(self.score_name, probs).astype(np.float32)
+        out["embedding"] = emb
+        if self.score_name:
+            out["score"] = score
+        return out
+
+
+def embed_frames(cfg: ProjectConfig, store: Store, checkpoint_uri: str | None, *,
+                 where: str, num_classes: int = 2) -> int:
+    """Embed the frames matching ``where`` in an actor pool and store the embeddings.
+
+    Streams: each batch is merged into ``frames`` as it arrives. Returns the frames embedded.
+    """
+    if store.count_frames(where) == 0:
+        return 0
+    acq = cfg.acquisition
+    ds = ray.data.read_lance(
+        store.frames_uri(), columns=["frame_id", "image", "height", "width", "channels"],
+        scanner_options={"filter": where},
+        storage_options=storage_options() if is_remote(store.uri) else None)
+    ds = ds.map_batches(
+        EmbedActor,
+        fn_constructor_kwargs={"model_cfg": cfg.model, "checkpoint_uri": checkpoint_uri,
+                               "num_classes": num_classes, "seed": cfg.seed,
+                               "device": "cuda" if acq.actor_gpus > 0 else "cpu"},
+        batch_size=acq.scoring_batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=acq.scoring_actors),
+        num_cpus=acq.actor_cpus, num_gpus=acq.actor_gpus or None)
+    done = 0
+    for b in ds.iter_batches(batch_size=8192, batch_format="numpy"):
+        emb = b["embedding"].astype(np.float32)
+        store.update_frames(pa.table({
+            "frame_id": pa.array(b["frame_id"].astype(str).tolist(), pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)),
+                                                           emb.shape[1]),
+        }))
+        done += len(emb)
+    return done
+
+
+def _stored_embeddings(store: Store, where: str) -> tuple[np.ndarray, np.ndarray]:
+    t = store.read_frames(["embedding"], where)
+    col = t["embedding"].combine_chunks()
+    dim = col.type.list_size
+    emb = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    return np.asarray(t["frame_id"].to_pylist(), dtype=object), emb
+
+
+def score_cached(cfg: ProjectConfig, store: Store, checkpoint_uri: str, *, seed: int,
+                 want_probs: bool, where: str, chunk: int = 16384) -> PoolScores:
+    """Score the frames matching ``where`` from stored embeddings (head only).
+
+    Frames with no embedding yet (or all frames, when the checkpoint's backbone differs from
+    the one behind the cache) are embedded first by :func:`embed_frames`.
+
+    Raises:
+        ValueError: no frame matches ``where``.
+    """
+    t0 = time.perf_counter()
+    model = model_for(cfg.model, checkpoint_uri, 2, seed)
+    fp = backbone_fingerprint(model)
+    n_cls = model.num_classes
+    if store.get_meta(CACHE_KEY) != fp:
+        store.set_meta(CACHE_KEY, None)  # a crash below leaves the cache marked invalid
+        embedded = embed_frames(cfg, store, checkpoint_uri, where="status != 'failed'",
+                                num_classes=n_cls)
+        store.set_meta(CACHE_KEY, fp)
+    else:
+        embedded = embed_frames(cfg, store, checkpoint_uri, num_classes=n_cls,
+                                where="status != 'failed' AND embedding IS NULL")
+    t1 = time.perf_counter()
+    ids, emb = _stored_embeddings(store, where)
+    if ids.size == 0:
+        raise ValueError("no frames to score: the pool is empty or every frame failed")
+    torch.manual_seed(seed)
+    scores, probs = [], []
+    with torch.no_grad():
+        for s in range(0, len(ids), chunk):  # chunks of frames, T masks each
+            p = model.head(torch.from_numpy(emb[s: s + chunk]), cfg.model.mc_samples)
+            scores.append(acquisition.score(cfg.acquisition.score, p).astype(np.float32))
+            if want_probs:
+                probs.append(p.numpy())
+    out = PoolScores(frame_ids=ids, scores=np.concatenate(scores), embeddings=emb,
+                     probs=np.concatenate(probs).astype(np.float32) if want_probs else None)
+    out.timing.update(cached=True, embedded=embedded, embed_seconds=t1 - t0,
+                      head_seconds=time.perf_counter() - t1,
+                      score_seconds=time.perf_counter() - t0)
+    log.info("scored %d frames from cached embeddings (%d embedded first) in %.2fs",
+             len(ids), embedded, out.timing["score_seconds"])
+    return out

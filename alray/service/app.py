@@ -1,0 +1,80 @@
+"""The Ray Serve application: one FastAPI ingress deployment.
+
+``alray.service.app:build_app`` is the import path a RayService (``serveConfigV2``) uses; its
+``args`` are :class:`~alray.service.settings.ServiceSettings` fields (never tokens: replicas
+read ``ALRAY_API_TOKENS`` from their environment, and the builder passes only digests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from alray.service.settings import ServiceSettings
+
+__all__ = ["AlrayService", "build_app"]
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(name="alray", ray_actor_options={"num_cpus": 0.25},
+                  max_ongoing_requests=256, health_check_period_s=5)
+@serve.ingress()
+class AlrayService:
+    """The ingress replica: holds a :class:`~alray.service.state.ServiceState`.
+
+    Args:
+        settings: ServiceSettings fields (merged over the replica's ``ALRAY_*`` environment).
+        token_digests: SHA-256 digests of accepted bearer tokens.
+    """
+
+    def __init__(self, settings: dict[str, Any], token_digests: list[str]):
+        from alray.service.state import ServiceState
+
+        self.state = ServiceState(ServiceSettings(**settings), token_digests)
+        self._watch: asyncio.Task | None = None
+
+    async def __serve_build_asgi_app__(self):
+        from alray.service.api import create_api
+
+        self._watch = asyncio.get_running_loop().create_task(self._watch_runner())
+        return create_api(self.state)
+
+    async def _watch_runner(self) -> None:
+        """Start (or find) the job runner at once, then keep one alive: a new runner resumes
+        unfinished jobs, even when no request comes in."""
+        while True:
+            try:
+                await asyncio.to_thread(self.state.runner)
+            except Exception:  # logged; retried on the next tick
+                log.exception("job runner check failed")
+            await asyncio.sleep(5)
+
+    def check_health(self) -> None:
+        """Serve health check: the catalog is readable."""
+        self.state.catalog.project_names()
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Build the Serve application.
+
+    Args:
+        args: ServiceSettings fields, e.g. ``{"service_root": "s3://bucket/alray"}``; the
+            bearer tokens come from ``ALRAY_API_TOKENS`` where this runs, hashed here.
+
+    Raises:
+        ValueError: no API tokens are configured (the service refuses to run open).
+    """
+    args = dict(args or {})
+    settings = ServiceSettings(**args)
+    digests = settings.token_digests()
+    if not digests:
+        raise ValueError("ALRAY_API_TOKENS is empty: set it to one or more comma-separated "
+                         "bearer tokens (a mounted secret in Kubernetes)")
+    args.pop("api_tokens", None)
+    args["service_root"] = settings.service_root
+    return AlrayService.bind(args, digests)

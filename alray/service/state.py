@@ -1,0 +1,174 @@
+"""Per-replica service state: settings, catalog, open stores, the job runner, caches.
+
+Everything here can be rebuilt from the store and the catalog, so a replica can be killed
+at any time: caches only hold what can no longer change (a round's finished selection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from alray.config import ProjectConfig
+from alray.rounds import RoundState
+from alray.service.catalog import Catalog, ConsistentStore
+from alray.service.errors import Conflict, NotFound
+from alray.service.exports import MediaSigner
+from alray.service.intake import LabelIntake
+from alray.service.jobs import get_runner
+from alray.service.settings import ServiceSettings
+
+__all__ = ["Project", "ServiceState", "SELECTION_FINAL"]
+
+log = logging.getLogger(__name__)
+
+#: Round states in which the round's selection is complete and can no longer change.
+SELECTION_FINAL = {RoundState.AWAITING_LABELS, RoundState.TRAINING, RoundState.COMPLETED,
+                   RoundState.STOPPED}
+_SELECTION_COLUMNS = ["source_uri", "source_id", "frame_index", "timestamp_ms",
+                      "selected_round", "height", "width"]
+
+
+@dataclass
+class Project:
+    """An open project: its config, store and creation time."""
+
+    name: str
+    cfg: ProjectConfig
+    store: ConsistentStore
+    created_at: float
+
+    _classes: list[str] | None = None
+
+    def classes(self) -> list[str]:
+        """Class names (fixed once ingested, so cached once known)."""
+        if self._classes:
+            return self._classes
+        self._classes = [str(c) for c in (self.store.get_meta("classes") or [])]
+        return self._classes
+
+    _has_frames: bool = False
+
+    def has_frames(self) -> bool:
+        """True once the project has a frames table (cached once true)."""
+        self._has_frames = self._has_frames or self.store.has_frames()
+        return self._has_frames
+
+    def num_classes(self) -> int | None:
+        return self.cfg.model.num_classes or (len(self.classes()) or None)
+
+
+class ServiceState:
+    """What one replica holds.
+
+    Args:
+        settings: the service settings.
+        token_digests: SHA-256 digests of the accepted bearer tokens.
+    """
+
+    def __init__(self, settings: ServiceSettings, token_digests: list[str]):
+        self.settings = settings
+        self.token_digests = sorted(set(token_digests) | set(settings.token_digests()))
+        key = settings.signing_key.encode() or hashlib.sha256(
+            ("alray-media\n" + "\n".join(self.token_digests)).encode()).digest()
+        self.signer = MediaSigner(key, settings.url_expiry_s)
+        self.catalog = Catalog(settings.service_root)
+        self._projects: dict[str, Project] = {}
+        self._selections: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._intakes: dict[str, LabelIntake] = {}
+        self._runner = None
+
+    # ---- projects -----------------------------------------------------------------------
+    def project(self, name: str) -> Project:
+        """The open project ``name``.
+
+        Raises:
+            NotFound: no such project.
+        """
+        p = self._projects.get(name)
+        if p is not None:
+            return p
+        found = self.catalog.project(name)
+        if found is None:
+            raise NotFound(f"project {name!r} does not exist (POST /v1/projects creates it)")
+        cfg, created = found
+        p = Project(name, cfg, ConsistentStore(cfg.storage.uri), created)
+        with self._lock:
+            return self._projects.setdefault(name, p)
+
+    def create_project(self, cfg: ProjectConfig) -> Project:
+        """Register a project.
+
+        Raises:
+            Conflict: the name is taken.
+        """
+        if not self.catalog.add_project(cfg):
+            raise Conflict(f"project {cfg.name!r} already exists")
+        return self.project(cfg.name)
+
+    def intake(self, p: Project) -> LabelIntake:
+        """The label intake (group commit) of a project in this replica."""
+        with self._lock:
+            return self._intakes.setdefault(p.name, LabelIntake(p.store))
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def runner(self):
+        """The job runner actor (recreated, resuming unfinished jobs, if it died)."""
+        if self._runner is not None:
+            try:
+                ray.get(self._runner.ping.remote(), timeout=30)
+                return self._runner
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                log.warning("job runner is gone; starting a new one")
+        self._runner = get_runner(self.settings.service_root)
+        ray.get(self._runner.ping.remote(), timeout=60)
+        return self._runner
+
+    def submit(self, project: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Start a background job.
+
+        Raises:
+            Conflict: a job of this kind is already queued or running for the project.
+        """
+        out = ray.get(self.runner().submit.remote(project, kind, params), timeout=60)
+        if "conflict" in out:
+            raise Conflict(out["conflict"], job_id=out["job"]["job_id"])
+        return out["job"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job = self.catalog.job(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return job
+
+    # ---- selections ---------------------------------------------------------------------
+    def round(self, p: Project, n: int) -> dict[str, Any]:
+        rec = p.store.get_round(n)
+        if rec is None:
+            raise NotFound(f"project {p.name!r} has no round {n}")
+        return rec
+
+    def selection(self, p: Project, n: int) -> list[dict[str, Any]]:
+        """The frames selected in round ``n``, in ``frame_id`` order (cached once final).
+
+        Raises:
+            NotFound: no such round.
+            Conflict: the round has not finished selecting yet.
+        """
+        key = (p.name, n)
+        rows = self._selections.get(key)
+        if rows is not None:
+            return rows
+        rec = self.round(p, n)
+        if rec["state"] not in SELECTION_FINAL:
+            raise Conflict(f"round {n} is {rec['state']}: its selection is not final yet")
+        rows = p.store.read_frames(_SELECTION_COLUMNS, f"selected_round = {int(n)}").to_pylist()
+        with self._lock:
+            self._selections[key] = rows
+        return rows
