@@ -108,9 +108,8 @@ def compare(cfg: ProjectConfig, strategies: list[str], seeds: list[int], out: Pa
     """Run every (strategy, seed) as a Ray task and write the summary files under ``out``."""
     from alray import acquisition
 
-    valid = set(acquisition.available())
-    for s in strategies:  # fail before any work starts
-        acquisition.requirements(s) if s not in valid else None
+    for s in strategies:  # an unknown name fails here, listing the valid ones, before any work
+        acquisition.requirements(s)
     ensure_ray(cfg.ray)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -5,9 +5,10 @@ FastAPI endpoint of the same shape (a static page, a JSON echo), then runs the s
 client load against both. Prints one JSON line per (target, operation) with p50/p99 latency,
 throughput and errors, then one line per operation with the overhead ratio alray / bare.
 
-Each of the ``--clients`` clients is an annotation tool: every ``--interval`` seconds it
-fetches a selection page (``--page`` frames, Label Studio format, a random cursor) and posts
-a batch of ``--batch`` labels for its own frames (``overwrite``, so every batch writes).
+Each of the ``--clients`` clients is an annotation tool: every ``--page-interval`` seconds
+it fetches a selection page (``--page`` frames, Label Studio format, a random cursor), and
+every ``--label-interval`` seconds it posts a batch of ``--batch`` labels for its own frames
+(``overwrite`` with a new label each time, so every batch writes).
 
 Usage::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -32,9 +34,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("serve_load")
+_BATCHES: collections.Counter = collections.Counter()  # label batches posted, per client
 
 
 def _free_port() -> int:
@@ -53,7 +57,6 @@ def _git_sha() -> str:
 
 def _bare_app(page: dict):
     """A bare Ray Serve FastAPI deployment: a static page and a label echo."""
-    from fastapi import FastAPI, Request
     from ray import serve
 
     api = FastAPI()
@@ -66,8 +69,7 @@ def _bare_app(page: dict):
             return page
 
         @api.post("/labels")
-        async def post_labels(self, request: Request) -> dict:
-            body = await request.json()
+        def post_labels(self, body: dict) -> dict:
             return {"accepted": len(body["labels"]), "results": [
                 {"frame_id": x["frame_id"], "status": "accepted"} for x in body["labels"]]}
 
@@ -77,19 +79,31 @@ def _bare_app(page: dict):
 async def _client(i: int, http: httpx.AsyncClient, paths: dict, frames: list[str],
                   cursors: list[str | None], args, stop_at: float, out: dict) -> None:
     rng = random.Random(i)
-    await asyncio.sleep(rng.random() * args.interval)  # spread the clients' phases
-    n = 0
+    await asyncio.gather(_pager(rng, http, paths, cursors, args, stop_at, out),
+                         _labeler(i, rng, http, paths, frames, args, stop_at, out))
+
+
+async def _pager(rng, http, paths, cursors, args, stop_at: float, out: dict) -> None:
+    await asyncio.sleep(rng.random() * args.page_interval)  # spread the clients' phases
     while time.perf_counter() < stop_at:
-        t_next = time.perf_counter() + args.interval
+        t_next = time.perf_counter() + args.page_interval
         cursor = rng.choice(cursors)
         params = {"format": "label-studio", "limit": args.page, **(
             {"cursor": cursor} if cursor else {})}
         await _timed(http.get(paths["page"], params=params), "selection_page", out)
+        await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+
+
+async def _labeler(i: int, rng, http, paths, frames, args, stop_at: float, out: dict) -> None:
+    await asyncio.sleep(rng.random() * args.label_interval)
+    while time.perf_counter() < stop_at:
+        n = _BATCHES[i]  # a client's batches differ from its previous one in every label
+        t_next = time.perf_counter() + args.label_interval
         body = {"overwrite": True, "labels": [
             {"frame_id": f, "label": (n + k) % 10, "idempotency_key": f"c{i}:{n}:{f}"}
             for k, f in enumerate(frames)]}
         await _timed(http.post(paths["labels"], json=body), "label_batch", out)
-        n += 1
+        _BATCHES[i] += 1
         await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
 
 
@@ -152,11 +166,13 @@ def _report(target: str, out: dict, wall: float, args, sha: str) -> dict:
         lat = np.asarray(d["lat"]) * 1000
         row = {"bench": "serve_load", "target": target, "op": op, "clients": args.clients,
                "batch": args.batch if op == "label_batch" else args.page,
-               "interval_s": args.interval, "requests": int(lat.size), "errors": d["errors"],
+               "interval_s": args.label_interval if op == "label_batch" else args.page_interval,
+               "requests": int(lat.size), "errors": d["errors"],
                "p50_ms": round(float(np.percentile(lat, 50)), 2),
                "p99_ms": round(float(np.percentile(lat, 99)), 2),
                "throughput_rps": round(lat.size / wall, 1), "seconds": round(wall, 1),
-               "device": "cpu", "cpus": os.cpu_count(), "git_sha": sha}
+               "device": "cpu", "cpus": os.cpu_count(),
+               "loadavg_1m": round(os.getloadavg()[0], 1), "git_sha": sha}
         print(json.dumps(row), flush=True)
         rows[op] = row
     return rows
@@ -166,13 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--seconds", type=float, default=20.0, help="load duration per target")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between a client's "
-                   "iterations (one page + one label batch each)")
+    p.add_argument("--slices", type=int, default=4, help="alternating slices per target")
+    p.add_argument("--page-interval", type=float, default=1.0,
+                   help="seconds between a client's selection pages")
+    p.add_argument("--label-interval", type=float, default=5.0,
+                   help="seconds between a client's label batches")
     p.add_argument("--batch", type=int, default=100, help="labels per batch")
     p.add_argument("--page", type=int, default=100, help="frames per selection page")
-    p.add_argument("--pool", type=int, default=10000, help="frames ingested")
+    p.add_argument("--pool", type=int, default=7000, help="frames ingested (75%% land in "
+                   "the pool; clients x batch of them are selected)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     sys.path.insert(0, str(ROOT))
 
     import ray
@@ -199,14 +220,27 @@ def main(argv: list[str] | None = None) -> int:
             log.info("setup: %d selected frames in %.1fs", len(frames), time.perf_counter() - t0)
             sample = client.selection_pages("load", 0, format="label-studio", limit=args.page)
             serve.run(_bare_app(next(sample)), name="bare", route_prefix="/bare")
-        results = {}
-        for target, paths in (
-            ("bare", {"page": "/bare/page", "labels": "/bare/labels"}),
-            ("alray", {"page": "/v1/projects/load/rounds/0/selection",
-                       "labels": "/v1/projects/load/labels"}),
-        ):
-            out, wall = asyncio.run(_run_load(url, token, paths, frames, cursors, args))
-            results[target] = _report(target, out, wall, args, sha)
+        targets = {
+            "bare": {"page": "/bare/page", "labels": "/bare/labels"},
+            "alray": {"page": "/v1/projects/load/rounds/0/selection",
+                      "labels": "/v1/projects/load/labels"},
+        }
+        # Alternate short slices of both targets, so both see the same machine (a shared
+        # 2-core box is noisy); the figures are over all slices of a target.
+        merged = {t: ({op: {"lat": [], "errors": 0} for op in ("selection_page",
+                                                                "label_batch")}, 0.0)
+                  for t in targets}
+        slice_args = argparse.Namespace(**{**vars(args), "seconds": args.seconds / args.slices})
+        for _ in range(args.slices):
+            for target, paths in targets.items():
+                out, wall = asyncio.run(_run_load(url, token, paths, frames, cursors,
+                                                  slice_args))
+                acc, secs = merged[target]
+                for op, d in out.items():
+                    acc[op]["lat"] += d["lat"]
+                    acc[op]["errors"] += d["errors"]
+                merged[target] = (acc, secs + wall)
+        results = {t: _report(t, acc, secs, args, sha) for t, (acc, secs) in merged.items()}
         for op in ("selection_page", "label_batch"):
             a, b = results["alray"][op], results["bare"][op]
             print(json.dumps({"bench": "serve_load", "op": op, "clients": args.clients,

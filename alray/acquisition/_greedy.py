@@ -38,6 +38,7 @@ from alray.acquisition._validation import rows_per_chunk
 
 # Rows per block of the block maxima and weight sums.
 BLOCK = 1024
+NORM_BOUND = True
 
 
 class EuclideanMetric:
@@ -115,6 +116,10 @@ class MinDistance:
         self.row_refreshes = 0  # single-row refreshes done (diagnostics)
         self._bmax = torch.full((self.nb,), math.inf, device=device)
         self._bsum = torch.zeros(self.nb, dtype=torch.float64, device=device)
+        self._lane = torch.arange(BLOCK, device=device)
+        self._rows_since = 0  # rows refreshed one by one since the last full refresh
+        self._norm = torch.cat([metric.sq_norm.sqrt(), metric.sq_norm.new_zeros(pad - n)])
+        self.evaluated = 0  # row-center blocks computed in full refreshes (diagnostics)
 
     # ------------------------------------------------------------------ updates
     def seed(self, centers: np.ndarray) -> None:
@@ -153,18 +158,31 @@ class MinDistance:
         m = len(self.centers)
         if self.synced < m:
             feats = tuple(f[self.synced : m] for f in self._cache)
+            # norm bound: ||g_i - g_j|| >= | ||g_i|| - ||g_j|| |, nearest pending norm via search
+            pend = torch.sort(self.metric.sq_norm[self.centers_tensor()[self.synced : m]].sqrt())[0]
             rows_step = rows_per_chunk(max(self.metric.row_elements, m - self.synced))
             col_step = rows_per_chunk(rows_step)
             for s in range(0, self.n, rows_step):
                 e = min(self.n, s + rows_step)
                 best = self.d2[s:e]
+                if NORM_BOUND:
+                    need = best + 2.0 * self.atol > self._norm_gap(self._norm[s:e], pend)
+                    share = float(need.float().mean()) if e > s else 0.0
+                else:
+                    share = 1.0
+                if share == 0.0:
+                    continue
+                rows = slice(s, e) if share > 0.5 else need.nonzero().squeeze(1) + s
+                cur = self._d2[rows]
                 for cs in range(0, m - self.synced, col_step):
                     part = tuple(f[cs : cs + col_step] for f in feats)
-                    best = torch.minimum(best, self.metric.dist(slice(s, e), part).amin(dim=1))
-                self.d2[s:e] = best  # -inf (excluded) rows stay -inf
+                    cur = torch.minimum(cur, self.metric.dist(rows, part).amin(dim=1))
+                self._d2[rows] = cur  # -inf (excluded) rows stay -inf
+                self.evaluated += (e - s) if isinstance(rows, slice) else rows.numel()
             self.upto.fill_(m)
             self.synced = m
             self.refreshes += 1
+        self._rows_since = 0
         blocks = self._d2.view(self.nb, BLOCK)
         self._bmax = blocks.amax(dim=1)
         self._bsum = blocks.clamp_min(0.0).sum(dim=1, dtype=torch.float64)
@@ -185,7 +203,10 @@ class MinDistance:
         self._d2[rows] = torch.minimum(self._d2[rows], new)
         self.upto[rows] = m
         self.row_refreshes += rows.numel()
+        self._rows_since += rows.numel()
         self._update_blocks(rows)
+        if self._rows_since > self.n // 4:  # a full refresh is now the cheaper way
+            self.refresh()
 
     # ------------------------------------------------------------------ queries
     def top(self) -> tuple[float, int]:
@@ -194,7 +215,7 @@ class MinDistance:
         Ties between equal stale values go to the lower row; callers needing
         exact tie-breaking refine with :meth:`near`.
         """
-        m = len(self.centers)
+        m, r = len(self.centers), 1
         while True:
             b = int(torch.argmax(self._bmax))
             if float(self._bmax[b]) == -math.inf:
@@ -202,7 +223,12 @@ class MinDistance:
             i = b * BLOCK + int(torch.argmax(self._d2[b * BLOCK : (b + 1) * BLOCK]))
             if int(self.upto[i]) >= m:
                 return float(self._d2[i]), i
-            self.refresh_rows(torch.tensor([i], device=self.d2.device))
+            # refresh the r largest stale rows (they sit in the r fullest blocks), r doubling
+            blocks = torch.topk(self._bmax, min(r, self.nb)).indices
+            rows = (blocks[:, None] * BLOCK + self._lane).reshape(-1)
+            rows = rows[torch.topk(self._d2[rows], r).indices]
+            self.refresh_rows(rows[self._d2[rows] > -math.inf])
+            r = min(2 * r, 4096)
 
     def near(self, threshold: float, cap: int) -> np.ndarray:
         """Candidate rows whose exact distance is ``>= threshold`` (at most ``cap``, farthest first).
@@ -218,7 +244,7 @@ class MinDistance:
         if blocks.numel() * BLOCK > 16 * BLOCK * 64:
             self.refresh()
             blocks = (self._bmax >= threshold).nonzero().squeeze(1)
-        rows = (blocks[:, None] * BLOCK + torch.arange(BLOCK, device=blocks.device)).reshape(-1)
+        rows = (blocks[:, None] * BLOCK + self._lane).reshape(-1)
         rows = rows[self._d2[rows] >= threshold]
         self.refresh_rows(rows)
         rows = rows[self._d2[rows] >= threshold]
@@ -256,6 +282,18 @@ class MinDistance:
         return -1 if left.numel() == 0 else int(left[int(rng.random() * left.numel())])
 
     # ------------------------------------------------------------------ internals
+    def centers_tensor(self) -> torch.Tensor:
+        """Center rows as an ``int64`` tensor on the state device."""
+        return torch.as_tensor(self.centers, device=self.d2.device)
+
+    @staticmethod
+    def _norm_gap(norm: torch.Tensor, pend: torch.Tensor) -> torch.Tensor:
+        """``min_j (norm_i - pend_j)^2`` with ``pend`` sorted ascending, ``[R]``."""
+        pos = torch.searchsorted(pend, norm).clamp(1, max(1, pend.numel() - 1))
+        lo = (norm - pend[pos - 1]).abs()
+        hi = (norm - pend[pos.clamp_max(pend.numel() - 1)]).abs()
+        return torch.minimum(lo, hi) ** 2
+
     def _draw_stale(self, x: float) -> int:
         cum = torch.cumsum(self._bsum, dim=0)
         b = min(

@@ -50,7 +50,7 @@ def exact_min_sq_distance(
     """
     q = x[rows].double()  # [M, D]
     best = torch.full((rows.numel(),), math.inf, dtype=torch.float64, device=x.device)
-    step = max(1, rows_per_chunk(max(1, rows.numel()) * x.shape[1]))
+    step = max(1, rows_per_chunk(max(1, rows.numel()) * x.shape[1], budget=1 << 20))
     for s in range(0, centers.numel(), step):
         c = x[centers[s : s + step]].double()  # [l, D]
         d2 = ((q[:, None, :] - c[None, :, :]) ** 2).sum(dim=2)  # [M, l]
@@ -84,7 +84,7 @@ class KCenterSelector(Selector):
 
     def select(self, pool: Pool) -> np.ndarray:
         x = pool.embeddings
-        state = MinDistance(EuclideanMetric(x, half=self.half), x.device)
+        state = MinDistance(EuclideanMetric(x, half=self.half), x.device, batch=16)
         labeled = np.flatnonzero(pool.labeled)
         state.exclude(labeled)
         state.seed(labeled)

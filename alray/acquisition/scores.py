@@ -49,7 +49,8 @@ REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class Scorer(abc.ABC):
     """Base class: chunking, extra-axis reduction and dtype handling.
 
-    Subclasses implement only :meth:`compute`.
+    :meth:`score` maps ``probs [N, T, C]`` to ``float32[N]``; subclasses implement
+    only :meth:`compute`, the math on one chunk.
 
     Args:
         reduction: How scores over extra trailing axes are reduced to one value
@@ -77,7 +78,11 @@ class Scorer(abc.ABC):
             Scores ``[n, E]``, higher = more informative.
         """
 
-    def __call__(
+    def __call__(self, probs: np.ndarray | torch.Tensor, **kwargs: Any) -> np.ndarray:
+        """Same as :meth:`score`."""
+        return self.score(probs, **kwargs)
+
+    def score(
         self,
         probs: np.ndarray | torch.Tensor,
         *,

@@ -109,6 +109,7 @@ def embed_frames(cfg: ProjectConfig, store: Store, checkpoint_uri: str | None, *
     ds = ray.data.read_lance(
         store.frames_uri(), columns=["frame_id", "image", "height", "width", "channels"],
         scanner_options={"filter": where},
+        num_cpus=0,  # reads hold no CPU slot, so they never starve the actor pool they feed
         storage_options=storage_options() if is_remote(store.uri) else None)
     ds = ds.map_batches(
         EmbedActor,

@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import signal
 import sys
-import time
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -20,6 +23,27 @@ __all__ = ["add_commands"]
 console = Console(stderr=True)
 
 
+def _remote_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report the service's refusals and unreachable URLs as one line and exit status 2."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        import httpx
+
+        from alray.client import AlrayError
+
+        try:
+            return fn(args)
+        except AlrayError as err:
+            console.print(f"[red]error:[/red] {err}")
+            return 2
+        except httpx.HTTPError as err:
+            console.print(f"[red]error:[/red] cannot reach the service: {err}")
+            return 2
+
+    return run
+
+
 def _client(args: argparse.Namespace):
     from alray.client import Client
 
@@ -27,6 +51,7 @@ def _client(args: argparse.Namespace):
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import ray
     from ray import serve
 
     from alray.config import load_config
@@ -44,15 +69,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app, name="alray", route_prefix="/", blocking=False)
     console.print(f"alray serving project {cfg.name!r} at http://{args.host}:{args.port} "
-                  f"(docs: /docs, root: {root}); Ctrl-C stops")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
+                  f"(docs: /docs, root: {root}); Ctrl-C or SIGTERM stops")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    serve.shutdown()
+    ray.shutdown()
     return 0
 
 
+@_remote_errors
 def _cmd_rounds_start(args: argparse.Namespace) -> int:
     with _client(args) as c:
         out = c.start_round(args.project, force=args.force, strategy=args.strategy)
@@ -65,6 +93,7 @@ def _cmd_rounds_start(args: argparse.Namespace) -> int:
     return 0
 
 
+@_remote_errors
 def _cmd_rounds_show(args: argparse.Namespace) -> int:
     with _client(args) as c:
         if args.round is not None:
@@ -78,6 +107,7 @@ def _cmd_rounds_show(args: argparse.Namespace) -> int:
     return 0
 
 
+@_remote_errors
 def _cmd_selection_export(args: argparse.Namespace) -> int:
     out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115
     try:
@@ -98,6 +128,7 @@ def _cmd_selection_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@_remote_errors
 def _cmd_labels_push(args: argparse.Namespace) -> int:
     path = Path(args.file)
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from alray.service.errors import Forbidden, Unauthorized
@@ -16,14 +17,14 @@ __all__ = ["Auth", "ProjectDep", "StateDep", "require_token"]
 _bearer = HTTPBearer(auto_error=False, description="A token from ALRAY_API_TOKENS.")
 
 
-def _state(request: Request) -> ServiceState:
+async def _state(request: Request) -> ServiceState:
     return request.app.state.alray
 
 
 StateDep = Annotated[ServiceState, Depends(_state)]
 
 
-def require_token(state: StateDep, creds: Annotated[HTTPAuthorizationCredentials | None,
+async def require_token(state: StateDep, creds: Annotated[HTTPAuthorizationCredentials | None,
                                                     Depends(_bearer)]) -> None:
     """Accept the request only with a valid bearer token (the token is never logged).
 
@@ -42,8 +43,9 @@ Auth = Depends(require_token)
 ProjectName = Annotated[str, Path(min_length=1, max_length=64, description="Project name.")]
 
 
-def _project(state: StateDep, project: ProjectName) -> Project:
-    return state.project(project)
+async def _project(state: StateDep, project: ProjectName) -> Project:
+    """The open project (a dict hit on the event loop; opened in a worker thread once)."""
+    return state.open_project(project) or await run_in_threadpool(state.project, project)
 
 
 ProjectDep = Annotated[Project, Depends(_project)]

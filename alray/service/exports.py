@@ -55,9 +55,10 @@ class MediaSigner:
                 f"{quote(frame_id, safe='')}?exp={exp}&sig={self._sig(project, frame_id, exp)}")
 
     def check(self, project: str, frame_id: str, exp: int, sig: str) -> bool:
-        if exp < time.time():
+        if not time.time() <= exp < 2**62:
             return False
-        return hmac.compare_digest(self._sig(project, frame_id, exp), sig)
+        return hmac.compare_digest(self._sig(project, frame_id, exp).encode(),
+                                   sig.encode("utf-8", "replace"))
 
 
 def presign_s3(uri: str, expiry_s: int) -> str:

@@ -10,6 +10,7 @@ cost a few LanceDB commits instead of 50.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -17,7 +18,13 @@ from dataclasses import dataclass, field
 from alray.labels import LabelItem, LabelResult, submit_labels
 from alray.storage import Store
 
-__all__ = ["LabelIntake"]
+__all__ = ["COMPACT_EVERY", "LabelIntake"]
+
+log = logging.getLogger(__name__)
+
+#: Compact ``frames`` and ``label_events`` after this many label commits: every commit adds a
+#: small fragment (and deletion files), and scans slow down as they pile up.
+COMPACT_EVERY = 20
 
 
 @dataclass
@@ -40,6 +47,7 @@ class LabelIntake:
         self._write = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
+        self._commits = 0
 
     def submit(self, items: list[LabelItem], *, source: str, overwrite: bool,
                num_classes: int | None) -> list[LabelResult]:
@@ -52,7 +60,18 @@ class LabelIntake:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 self._write_batch(batch, num_classes)
+                self._commits += 1
+                if self._commits % COMPACT_EVERY == 0:
+                    self._compact()
         return req.future.result()
+
+    def _compact(self) -> None:
+        """Merge the small fragments label commits leave behind (tags keep old versions)."""
+        for name in ("frames", "label_events"):
+            try:
+                self.store.db.open_table(name).optimize()
+            except Exception:  # a concurrent writer won the race; compact next time
+                log.warning("compaction of %s skipped", name, exc_info=True)
 
     def _write_batch(self, batch: list[_Request], num_classes: int | None) -> None:
         start = 0

@@ -52,6 +52,10 @@ class Project:
         self._classes = [str(c) for c in (self.store.get_meta("classes") or [])]
         return self._classes
 
+    def classes_known(self) -> bool:
+        """True once the class names are cached (no storage read needed)."""
+        return bool(self._classes)
+
     _has_frames: bool = False
 
     def has_frames(self) -> bool:
@@ -85,6 +89,14 @@ class ServiceState:
         self._runner = None
 
     # ---- projects -----------------------------------------------------------------------
+    def open_project(self, name: str) -> Project | None:
+        """The project if this replica has it open already (never touches storage)."""
+        return self._projects.get(name)
+
+    def cached_selection(self, name: str, n: int) -> list[dict[str, Any]] | None:
+        """Round ``n``'s final selection if cached (never touches storage)."""
+        return self._selections.get((name, n))
+
     def project(self, name: str) -> Project:
         """The open project ``name``.
 
@@ -166,7 +178,10 @@ class ServiceState:
         if rows is not None:
             return rows
         rec = self.round(p, n)
-        if rec["state"] not in SELECTION_FINAL:
+        state = rec["state"]
+        if state == RoundState.FAILED:  # failed after selecting: the selection stands
+            state = rec["diagnostics"].get("failed_state", state)
+        if state not in SELECTION_FINAL:
             raise Conflict(f"round {n} is {rec['state']}: its selection is not final yet")
         rows = p.store.read_frames(_SELECTION_COLUMNS, f"selected_round = {int(n)}").to_pylist()
         with self._lock:

@@ -26,6 +26,7 @@ from alray.storage.uri import list_files, open_input, resolve
 __all__ = ["SAMPLING_MODES", "decode_video", "list_videos", "read_video", "video_task"]
 
 SAMPLING_MODES = ("every_n", "fps", "keyframes")
+_BLOCK = 8 << 20  # bytes per storage read
 
 
 def video_task(uri: str, source_id: str, *, pool=None, label: int = -1,
@@ -69,23 +70,38 @@ def read_video(task: dict, *, input_size: int, channels: int) -> Iterator[dict[s
 
 
 class _Reader:
-    """A file object over a URI whose read errors are tagged as I/O (not decoder) errors."""
+    """A file object over a URI that reads in large blocks (one ranged GET per block on S3,
+    not one per demuxer read) and tags read errors as I/O errors, not decoder errors."""
 
-    def __init__(self, uri: str):
-        self.uri = uri
+    def __init__(self, uri: str, block: int | None = None):
+        self.uri, self.block = uri, block or _BLOCK
         self.f = with_retry(lambda: open_input(uri), what=f"open {uri}")
+        self.size = self.f.size()
+        self.pos, self.start, self.buf = 0, 0, b""
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            return self.f.read(n)
-        except OSError as err:
-            raise _SourceIOError(f"{self.uri}: {err}") from err
+        n = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+        if n <= 0:
+            return b""
+        if not self.start <= self.pos < self.start + len(self.buf):
+            self.start = self.pos - self.pos % self.block
+            try:
+                self.f.seek(self.start)
+                self.buf = self.f.read(max(self.block, n))
+            except OSError as err:
+                raise _SourceIOError(f"{self.uri}: {err}") from err
+        off = self.pos - self.start
+        out = self.buf[off: off + n]
+        self.pos += len(out)
+        return out
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self.f.seek(offset, whence)
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
 
     def tell(self) -> int:
-        return self.f.tell()
+        return self.pos
 
     def close(self) -> None:
         self.f.close()
@@ -98,7 +114,9 @@ class _SourceIOError(ConnectionError):
 def _frames(task: dict, size: int, fmt: str, start: int) -> Iterator[tuple[int, int, bytes]]:
     """Yield ``(frame_index, timestamp_ms, pixels)`` for sampled frames with index >= start."""
     import av
+    from av.video.reformatter import Interpolation, VideoReformatter
 
+    scaler = VideoReformatter()  # keeps its FFmpeg scaler context across frames
     reader = _Reader(task["uri"])
     try:
         with av.open(reader, mode="r") as container:
@@ -124,7 +142,8 @@ def _frames(task: dict, size: int, fmt: str, start: int) -> Iterator[tuple[int, 
                     last_bucket = bucket
                 if idx < start:
                     continue
-                pix = frame.to_ndarray(width=size, height=size, format=fmt)
+                pix = scaler.reformat(frame, width=size, height=size, format=fmt,
+                                      interpolation=Interpolation.AREA).to_ndarray()
                 yield idx, int(round(ts)), pix.tobytes()
                 count += 1
                 if task["max_frames"] and count >= task["max_frames"]:

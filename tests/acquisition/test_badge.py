@@ -64,9 +64,9 @@ def test_draws_follow_squared_gradient_distance():
     first = int(np.argmax((g**2).sum(1)))
     d2 = ((g - g[first]) ** 2).sum(1)
     counts = np.zeros(12)
-    for seed in range(1200):
+    for seed in range(500):
         counts[select("badge", k=2, probs=p, embeddings=h, seed=seed)[1]] += 1
-    np.testing.assert_allclose(counts / 1200, d2 / d2.sum(), atol=0.045)
+    np.testing.assert_allclose(counts / 500, d2 / d2.sum(), atol=0.07)
 
 
 def test_probs_as_n_by_c():

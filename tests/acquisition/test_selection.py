@@ -231,3 +231,18 @@ def test_docstrings_cover_arguments(name, fn):
     params = [p for p in inspect.signature(fn).parameters if p not in ("self", "args", "kwargs")]
     for p in params:
         assert re.search(rf"\b{re.escape(p)}\b", owner_doc), f"{name}: '{p}' is not documented"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("strategy", ["topk:bald", "kcenter", "batchbald", "random"])
+def test_cuda_matches_cpu(strategy):
+    labeled = np.zeros(len(E), bool)
+    labeled[:5] = True
+    kw = _inputs(strategy, len(E))
+    cpu = select(strategy, k=10, labeled=labeled, **kw)
+    np.testing.assert_array_equal(select(strategy, k=10, labeled=labeled, device="cuda", **kw), cpu)
+    for name in SCORES:
+        np.testing.assert_allclose(
+            acq.score(name, P, device="cuda"), acq.score(name, P), rtol=1e-5, atol=1e-6
+        )

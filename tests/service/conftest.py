@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from alray.service.catalog import ConsistentStore
+
 TOKEN = "test-token-alpha"
 OTHER_TOKEN = "test-token-beta"
 
@@ -73,13 +75,13 @@ def stop_service(root: Path, kill_runner: bool = True, shutdown: bool = True) ->
 
     from alray.service.jobs import runner_name
 
+    if kill_runner:  # first: the job must die mid-work, not finish while Serve winds down
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(runner_name(str(root)), namespace="alray"))
     if shutdown:
         serve.shutdown()
     else:
         serve.delete("alray")
-    if kill_runner:
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(runner_name(str(root)), namespace="alray"))
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +93,32 @@ def served(ray_session, tmp_path_factory) -> Served:
     yield s
     s.http.close()
     stop_service(root)
+
+
+@pytest.fixture(scope="session")
+def seeded(served: Served, tmp_path_factory) -> dict:
+    """A project ingested (400 frames) with round 0 awaiting its 20 labels."""
+    http = served.http
+    cfg = project_config(tmp_path_factory.mktemp("api"), "api", **{"pool.limit": 400})
+    assert http.post("/v1/projects", json=cfg).status_code == 201
+    assert served.wait_job(http.post("/v1/projects/api/ingest").json()["job_id"])[
+        "state"] == "succeeded"
+    job = http.post("/v1/projects/api/rounds", json={}).json()["job"]
+    assert served.wait_job(job["job_id"])["state"] == "succeeded"
+    sel = http.get("/v1/projects/api/rounds/0/selection", params={"format": "jsonl",
+                                                                  "limit": 100})
+    ids = [httpx.Response(200, content=x).json()["frame_id"] for x in sel.text.splitlines()]
+    store = ConsistentStore(http.get("/v1/projects/api").json()["storage_uri"])
+    return {"ids": ids, "store": store,
+            "unselected": store.read_frames([], "split = 'pool' AND status = 'unlabeled'")[
+                "frame_id"].to_pylist()[:3],
+            "test": store.read_frames([], "split = 'test'")["frame_id"].to_pylist()[0]}
+
+
+def project_config(tmp_path, name: str, **over) -> dict:
+    """A small, fast project config (random strategy, local training) as JSON."""
+    from tests.conftest import small_config
+
+    cfg = small_config(tmp_path, **{"train.backend": "local", "acquisition.strategy": "random",
+                                    "pool.limit": 600, **over})
+    return cfg.with_overrides(name=name).model_dump(mode="json")

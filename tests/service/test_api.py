@@ -5,29 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from alray.service.catalog import ConsistentStore as Store
 from tests.service.conftest import OTHER_TOKEN, Served
-from tests.service.test_cycle import _config
-
-
-@pytest.fixture(scope="module")
-def seeded(served: Served, tmp_path_factory) -> dict:
-    """A project ingested (400 frames) with round 0 awaiting its 20 labels."""
-    http = served.http
-    cfg = _config(tmp_path_factory.mktemp("api"), "api", **{"pool.limit": 400})
-    assert http.post("/v1/projects", json=cfg).status_code == 201
-    assert served.wait_job(http.post("/v1/projects/api/ingest").json()["job_id"])[
-        "state"] == "succeeded"
-    job = http.post("/v1/projects/api/rounds", json={}).json()["job"]
-    assert served.wait_job(job["job_id"])["state"] == "succeeded"
-    sel = http.get("/v1/projects/api/rounds/0/selection", params={"format": "jsonl",
-                                                                  "limit": 100})
-    ids = [httpx.Response(200, content=x).json()["frame_id"] for x in sel.text.splitlines()]
-    store = Store(http.get("/v1/projects/api").json()["storage_uri"])
-    return {"ids": ids, "store": store,
-            "unselected": store.read_frames([], "split = 'pool' AND status = 'unlabeled'")[
-                "frame_id"].to_pylist()[:3],
-            "test": store.read_frames([], "split = 'test'")["frame_id"].to_pylist()[0]}
 
 
 def _post(served: Served, labels: list[dict], **extra) -> httpx.Response:

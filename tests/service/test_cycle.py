@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import small_config
-from tests.service.conftest import Served
-
-
-def _config(tmp_path, name: str, **over) -> dict:
-    cfg = small_config(tmp_path, **{"train.backend": "local", "acquisition.strategy": "random",
-                                    "pool.limit": 600, **over})
-    return cfg.with_overrides(name=name).model_dump(mode="json")
+from tests.service.conftest import Served, project_config
 
 
 def _label_all(served: Served, project: str, n: int) -> dict:
@@ -30,10 +23,10 @@ def _label_all(served: Served, project: str, n: int) -> dict:
 
 def test_full_cycle(served: Served, tmp_path):
     http = served.http
-    r = http.post("/v1/projects", json=_config(tmp_path, "cycle"))
+    r = http.post("/v1/projects", json=project_config(tmp_path, "cycle"))
     assert r.status_code == 201, r.text
     assert r.json()["name"] == "cycle" and r.json()["rounds"] == 0
-    assert http.post("/v1/projects", json=_config(tmp_path, "cycle")).status_code == 409
+    assert http.post("/v1/projects", json=project_config(tmp_path, "cycle")).status_code == 409
 
     # A round before any frame exists is refused; ingest runs as a job with progress.
     assert http.post("/v1/projects/cycle/rounds", json={}).status_code == 409

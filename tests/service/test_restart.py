@@ -8,8 +8,7 @@ import time
 import httpx
 
 from alray.service.catalog import ConsistentStore
-from tests.service.conftest import Served, start_service, stop_service
-from tests.service.test_cycle import _config
+from tests.service.conftest import Served, project_config, start_service, stop_service
 
 
 def _wait_state(served: Served, path: str, states: set[str], timeout: float = 120) -> dict:
@@ -24,8 +23,8 @@ def _wait_state(served: Served, path: str, states: set[str], timeout: float = 12
 
 def test_restart_mid_round_loses_nothing(served: Served, tmp_path):
     http = served.http
-    cfg = _config(tmp_path, "restart", **{
-        "pool.limit": 400, "train.max_epochs": 4, "train.patience": 4,
+    cfg = project_config(tmp_path, "restart", **{
+        "pool.limit": 400, "train.max_epochs": 6, "train.patience": 6,
         "train.epoch_samples": 2048})
     assert http.post("/v1/projects", json=cfg).status_code == 201
     assert served.wait_job(http.post("/v1/projects/restart/ingest").json()["job_id"])[

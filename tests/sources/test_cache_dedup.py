@@ -53,7 +53,8 @@ def test_collapse_within_and_across_clips():
 def cached_project(ray_session, tmp_path_factory, frozen_weights):
     """Two labelled clips (manifest), frozen backbone, embedded at ingest, 1 round run."""
     tmp = tmp_path_factory.mktemp("cached")
-    (tmp / "m.csv").write_text(f"uri,label\n{VIDEOS / CUT},highway\n{VIDEOS / WHITE},lanes\n")
+    (tmp / "m.csv").write_text(f"uri,source_id,label\n{VIDEOS / CUT},{CUT},highway\n"
+                               f"{VIDEOS / WHITE},{WHITE},lanes\n")
     cfg = video_config(tmp, tmp / "m.csv", **{
         "pool.format": "manifest", "pool.embed_on_ingest": True, "model.freeze_backbone": True,
         "model.weights_uri": str(frozen_weights), "model.num_classes": None,
@@ -127,3 +128,26 @@ def test_similar_frames_exact_then_indexed(cached_project):
     store.update_frames(pa.table({"frame_id": ["solidWhiteRight.mp4:0"],
                                   "score": pa.array([0.5], pa.float32())}))
     assert similar_frames(store, "solidWhiteRight.mp4:0", k=1)
+
+
+def test_cli_similar_verb(cached_project, tmp_path, capsys):
+    import argparse
+    import json
+
+    import yaml
+
+    from alray.pipeline.cli_video import add_commands
+
+    cfg, _, _ = cached_project
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"storage": {"uri": cfg.storage.uri}}))
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["similar", str(path), f"{CUT}:40", "-k", "3", "--json"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frame_id"] == f"{CUT}:40" and len(out["similar"]) == 3
+    assert out["similar"][0]["source_id"] == CUT
+    bad = parser.parse_args(["similar", str(path), "missing:0"])
+    with pytest.raises(ValueError, match="missing:0"):
+        bad.func(bad)

@@ -11,7 +11,7 @@ import yaml
 from alray.cli import main
 from alray.pipeline.ingest import ingest
 from alray.storage import Store
-from tests.sources.conftest import CUT, VIDEOS, WHITE, video_config
+from tests.sources.conftest import VIDEOS, WHITE, video_config
 
 
 def test_reingest_adds_nothing_new_video_adds_its_frames(ray_session, tmp_path, video_dir):

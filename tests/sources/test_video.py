@@ -100,6 +100,7 @@ def test_transient_read_error_is_retried_without_duplicates(monkeypatch):
         return Flaky(open_input(uri), 900_000 if calls["n"] == 1 else None)
 
     monkeypatch.setattr(video, "open_input", flaky_open)
+    monkeypatch.setattr(video, "_BLOCK", 256 << 10)  # several reads per clip
     b = _decode(VIDEOS / CUT)
     assert calls["n"] == 2
     assert list(b["frame_index"]) == list(range(76)) and (b["error"] == "").all()
