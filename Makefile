@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 
-.PHONY: install test demo lint bench bench-selection clean
+.PHONY: install test demo lint bench bench-selection bench-pipeline bench-serve clean
 
 install: $(BIN)/alray
 
@@ -22,12 +22,17 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check alray tests benchmarks
-	$(BIN)/ruff format --check alray tests benchmarks
 
-bench: bench-selection
+bench: bench-selection bench-pipeline bench-serve
 
 bench-selection: install
 	$(BIN)/python benchmarks/selection.py
+
+bench-pipeline: install
+	$(BIN)/python benchmarks/pipeline_throughput.py
+
+bench-serve: install
+	$(BIN)/python benchmarks/serve_load.py --clients 50 --seconds 20
 
 clean:
 	rm -rf runs .pytest_cache

@@ -129,14 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_commands(sub) -> None:
-    """Verbs contributed by the service package (``alray serve``, ``alray rounds`` …)."""
+    """Verbs of the service (``alray serve``, ``alray rounds`` …) and video tools (``similar``)."""
     import importlib
     import importlib.util
 
-    if importlib.util.find_spec("alray.service") is None:
-        return
-    if importlib.util.find_spec("alray.service.cli") is not None:
-        importlib.import_module("alray.service.cli").add_commands(sub)
+    for module in ("alray.service.cli", "alray.pipeline.cli_video"):
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,10 +139,28 @@ def _stored_embeddings(store: Store, where: str) -> tuple[np.ndarray, np.ndarray
     return np.asarray(t["frame_id"].to_pylist(), dtype=object), emb
 
 
+def _consistent_heads(model, samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MC-dropout head as ``T`` linear maps: dropout mask ``t`` folded into the weights.
+
+    ``MCDropoutClassifier.head`` is ``softmax(fc(dropout(features)))``; drawing one mask per
+    sample ``t`` shared by every frame ("consistent MC dropout", as in BatchBALD) turns the T
+    passes into ``x @ (m_t * W)^T``: no per-frame random numbers, O(N·T·D·C) work.
+
+    Returns:
+        Weights ``[T, C, D]`` (masked and rescaled) and the bias ``[C]``.
+    """
+    w, b, p = model.fc.weight.detach(), model.fc.bias.detach(), float(model.p)
+    gen = torch.Generator().manual_seed(int(seed))
+    keep = torch.rand(samples, w.shape[1], generator=gen) >= p  # [T, D]
+    masks = keep.float() / (1.0 - p) if p else torch.ones(samples, w.shape[1])
+    return masks[:, None, :] * w[None], b
+
+
 def score_cached(cfg: ProjectConfig, store: Store, checkpoint_uri: str, *, seed: int,
                  want_probs: bool, where: str, chunk: int = 16384) -> PoolScores:
     """Score the frames matching ``where`` from stored embeddings (head only).
 
+    The T MC-dropout samples use masks shared by all frames (see :func:`_consistent_heads`).
     Frames with no embedding yet (or all frames, when the checkpoint's backbone differs from
     the one behind the cache) are embedded first by :func:`embed_frames`.
 
@@ -165,11 +183,13 @@ def score_cached(cfg: ProjectConfig, store: Store, checkpoint_uri: str, *, seed:
     ids, emb = _stored_embeddings(store, where)
     if ids.size == 0:
         raise ValueError("no frames to score: the pool is empty or every frame failed")
-    torch.manual_seed(seed)
+    heads = _consistent_heads(model, cfg.model.mc_samples, seed)  # [T, C, D], [C]
     scores, probs = [], []
     with torch.no_grad():
-        for s in range(0, len(ids), chunk):  # chunks of frames, T masks each
-            p = model.head(torch.from_numpy(emb[s: s + chunk]), cfg.model.mc_samples)
+        for s in range(0, len(ids), chunk):  # chunks of frames, the same T masks for all
+            x = torch.from_numpy(emb[s: s + chunk])  # [B, D]
+            logits = torch.einsum("nd,tcd->ntc", x, heads[0]) + heads[1]  # [B, T, C]
+            p = torch.softmax(logits, dim=-1)
             scores.append(acquisition.score(cfg.acquisition.score, p).astype(np.float32))
             if want_probs:
                 probs.append(p.numpy())

@@ -162,3 +162,21 @@ class FramePublic(BaseModel):
     score: float | None
     error: str | None
     url: str = Field(description="Signed or presigned URL of the frame's image.")
+
+
+class SimilarFrame(BaseModel):
+    frame_id: str
+    source_id: str | None
+    source_uri: str | None
+    frame_index: int | None
+    timestamp_ms: int | None
+    split: str | None
+    status: str | None
+    score: float | None
+    similarity: float = Field(description="Cosine similarity to the query frame (1 = same).")
+
+
+class SimilarFrames(BaseModel):
+    frame_id: str = Field(description="The query frame.")
+    data: list[SimilarFrame] = Field(description="Most similar first.")
+    count: int

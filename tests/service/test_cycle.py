@@ -75,7 +75,7 @@ def test_full_cycle(served: Served, tmp_path):
     assert frame["status"] == "labeled" and frame["labeled_round"] == 0
 
     # Round 1: train round 0, then score and select the next batch.
-    r = http.post("/v1/projects/cycle/rounds", json={"strategy": "random"})
+    r = http.post("/v1/projects/cycle/rounds", json={"strategy": "entropy"})
     assert r.status_code == 202
     job = served.wait_job(r.json()["job"]["job_id"])
     assert job["state"] == "succeeded" and job["result"]["outcome"] == "awaiting_labels", job
@@ -88,6 +88,17 @@ def test_full_cycle(served: Served, tmp_path):
     new = set(t["frame_id"] for t in [httpx.Response(200, content=x).json() for x in http.get(
         "/v1/projects/cycle/rounds/1/selection", params={"format": "jsonl"}).text.splitlines()])
     assert not new & set(ids)  # never selected twice
+
+    # Scoring wrote embeddings: similar frames by example (the query itself excluded).
+    sim = http.get(f"/v1/projects/cycle/frames/{ids[0]}/similar", params={"k": 5})
+    assert sim.status_code == 200, sim.text
+    body = sim.json()
+    assert body["count"] == 5 and ids[0] not in [h["frame_id"] for h in body["data"]]
+    sims = [h["similarity"] for h in body["data"]]
+    assert sims == sorted(sims, reverse=True) and all(-1.0 <= x <= 1.0001 for x in sims)
+    assert http.get("/v1/projects/cycle/frames/nope:1/similar").status_code == 404
+    assert http.get(f"/v1/projects/cycle/frames/{ids[0]}/similar",
+                    params={"k": 0}).status_code == 422
 
     metrics = httpx.get(served.url + "/metrics").text
     assert 'alray_frames{project="cycle",split="pool",status="labeled"} 30.0' in metrics

@@ -89,12 +89,16 @@ def test_trainable_backbone_reembeds_and_agrees(cached_project):
     cfg, store, _ = cached_project
     ckpt = store.get_round(1)["checkpoint_uri"]
     ids = store.read_frames([], "split = 'pool'")["frame_id"].to_pylist()[:40]
-    cached = score_pool(cfg, store, ckpt, seed=0, want_probs=False, candidate_ids=ids)
+    cached = score_pool(cfg, store, ckpt, seed=0, want_probs=True, candidate_ids=ids)
     fresh = score_pool(cfg.with_overrides(**{"model.freeze_backbone": False}), store, ckpt,
-                       seed=0, want_probs=False, candidate_ids=ids)
+                       seed=0, want_probs=True, candidate_ids=ids)
     assert cached.timing["cached"] and "cached" not in fresh.timing
     assert list(cached.frame_ids) == list(fresh.frame_ids)
     np.testing.assert_allclose(cached.embeddings, fresh.embeddings, rtol=1e-4, atol=1e-5)
+    # Same model: the MC predictive means agree (masks differ: shared per sample vs per frame).
+    assert cached.probs.shape == fresh.probs.shape == (40, cfg.model.mc_samples, 2)
+    np.testing.assert_allclose(cached.probs.sum(-1), 1.0, atol=1e-5)
+    assert np.abs(cached.probs.mean(1) - fresh.probs.mean(1)).mean() < 0.1
 
 
 def test_selected_batch_has_no_near_duplicates(cached_project):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from alray.service.deps import Auth, ProjectDep, StateDep
-from alray.service.errors import NotFound
+from alray.service.errors import Invalid, NotFound
 from alray.service.exports import frame_url
-from alray.service.schemas import FramePublic
+from alray.service.schemas import FramePublic, SimilarFrame, SimilarFrames
 from alray.storage import sql_list
 
 router = APIRouter(prefix="/v1/projects/{project}/frames", tags=["frames"], dependencies=[Auth])
@@ -18,6 +18,28 @@ _COLUMNS = ["source_uri", "source_id", "frame_index", "timestamp_ms", "split", "
 
 def base_url(state, request: Request) -> str:
     return state.settings.public_url or str(request.base_url)
+
+
+# Declared before the catch-all frame route: frame ids may contain '/'.
+@router.get("/{frame_id:path}/similar", response_model=SimilarFrames,
+            responses={404: {}, 422: {}})
+def get_similar(p: ProjectDep, frame_id: str,
+                k: int = Query(10, ge=1, le=1000, description="How many neighbours.")
+                ) -> SimilarFrames:
+    """Frames most like ``frame_id`` (cosine over stored embeddings; IVF-PQ when large)."""
+    from alray.pipeline.similar import ensure_ann_index, similar_frames
+
+    if not p.store.has_frames():
+        raise NotFound(f"project {p.name!r} has no frames yet (ingest first)")
+    ensure_ann_index(p.store, p.cfg.pool.ann_min_rows)
+    try:
+        hits = similar_frames(p.store, frame_id, k)
+    except LookupError:
+        raise NotFound(f"frame {frame_id!r} not found in project {p.name!r}") from None
+    except ValueError as err:  # e.g. no embedding yet: score a round first
+        raise Invalid(str(err)) from None
+    return SimilarFrames(frame_id=frame_id, data=[SimilarFrame(**h) for h in hits],
+                         count=len(hits))
 
 
 @router.get("/{frame_id:path}", response_model=FramePublic, responses={404: {}})
