@@ -38,7 +38,6 @@ from alray.acquisition._validation import rows_per_chunk
 
 # Rows per block of the block maxima and weight sums.
 BLOCK = 1024
-NORM_BOUND = True
 
 
 class EuclideanMetric:
@@ -85,6 +84,15 @@ class EuclideanMetric:
         dots = (self.work[rows] @ cx.T).float()
         return (self.sq_norm[rows][:, None] + csq[None, :] - 2.0 * dots).clamp_min_(0.0)
 
+    def dist_min(self, rows: slice | torch.Tensor, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``min`` over the centers of :meth:`dist`, ``float32[R]``, fused into the product."""
+        cx, csq = feats
+        if self.work.dtype == torch.float32:
+            part = torch.addmm(csq[None, :], self.work[rows], cx.T, alpha=-2.0)  # [R, M]
+        else:
+            part = csq[None, :] - 2.0 * (self.work[rows] @ cx.T).float()
+        return part.amin(dim=1).add_(self.sq_norm[rows]).clamp_min_(0.0)
+
 
 class MinDistance:
     """Nearest-center squared distances, refreshed in batches, queried exactly.
@@ -118,6 +126,7 @@ class MinDistance:
         self._bsum = torch.zeros(self.nb, dtype=torch.float64, device=device)
         self._lane = torch.arange(BLOCK, device=device)
         self._rows_since = 0  # rows refreshed one by one since the last full refresh
+        self._bound_useful = True  # whether the norm bound skipped rows last time
         self._norm = torch.cat([metric.sq_norm.sqrt(), metric.sq_norm.new_zeros(pad - n)])
         self.evaluated = 0  # row-center blocks computed in full refreshes (diagnostics)
 
@@ -160,28 +169,32 @@ class MinDistance:
             feats = tuple(f[self.synced : m] for f in self._cache)
             # norm bound: ||g_i - g_j|| >= | ||g_i|| - ||g_j|| |, nearest pending norm via search
             pend = torch.sort(self.metric.sq_norm[self.centers_tensor()[self.synced : m]].sqrt())[0]
+            skipped = 0.0
+            # the bound is tried on every 4th refresh and kept while it skips >= 5% of rows
+            self._bound_useful = self._bound_useful or self.refreshes % 4 == 0
             rows_step = rows_per_chunk(max(self.metric.row_elements, m - self.synced))
             col_step = rows_per_chunk(rows_step)
             for s in range(0, self.n, rows_step):
                 e = min(self.n, s + rows_step)
                 best = self.d2[s:e]
-                if NORM_BOUND:
+                share = 1.0
+                if self._bound_useful:
                     need = best + 2.0 * self.atol > self._norm_gap(self._norm[s:e], pend)
                     share = float(need.float().mean()) if e > s else 0.0
-                else:
-                    share = 1.0
+                    skipped += (1.0 - share) * (e - s)
                 if share == 0.0:
                     continue
                 rows = slice(s, e) if share > 0.5 else need.nonzero().squeeze(1) + s
                 cur = self._d2[rows]
                 for cs in range(0, m - self.synced, col_step):
                     part = tuple(f[cs : cs + col_step] for f in feats)
-                    cur = torch.minimum(cur, self.metric.dist(rows, part).amin(dim=1))
+                    cur = torch.minimum(cur, self.metric.dist_min(rows, part))
                 self._d2[rows] = cur  # -inf (excluded) rows stay -inf
                 self.evaluated += (e - s) if isinstance(rows, slice) else rows.numel()
             self.upto.fill_(m)
             self.synced = m
             self.refreshes += 1
+            self._bound_useful = skipped >= 0.05 * self.n
         self._rows_since = 0
         blocks = self._d2.view(self.nb, BLOCK)
         self._bmax = blocks.amax(dim=1)
@@ -199,7 +212,7 @@ class MinDistance:
             return
         lo = int(self.upto[rows].min())
         feats = tuple(f[lo:m] for f in self._cache)
-        new = self.metric.dist(rows, feats).amin(dim=1)
+        new = self.metric.dist_min(rows, feats)
         self._d2[rows] = torch.minimum(self._d2[rows], new)
         self.upto[rows] = m
         self.row_refreshes += rows.numel()

@@ -94,6 +94,12 @@ class BadgeMetric:
         out = self.sq_norm[rows][:, None] + csq[None, :]
         return out.addcmul_(ad, hd, value=-2.0).clamp_min_(0.0)
 
+    def dist_min(self, rows: slice | torch.Tensor, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``min`` over the centers of :meth:`dist`, ``float32[R]``, with fewer passes."""
+        ca, ch, csq = feats
+        part = (self.h[rows] @ ch.T).mul_(self.a[rows] @ ca.T).mul_(-2.0).add_(csq)  # [R, M]
+        return part.amin(dim=1).add_(self.sq_norm[rows]).clamp_min_(0.0)
+
 
 @strategy_registry.register("badge")
 class BadgeSelector(Selector):
@@ -111,7 +117,7 @@ class BadgeSelector(Selector):
         h = pool.embeddings
         dev = h.device
         metric = BadgeMetric(gradient_factors(pool.probs, dev), h)
-        state = MinDistance(metric, dev)
+        state = MinDistance(metric, dev, batch=128)
         state.exclude(np.flatnonzero(pool.labeled))
         rng = pool.rng(3)
         target = min(pool.k, pool.n_available)
