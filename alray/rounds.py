@@ -225,8 +225,12 @@ class RoundController:
         scored = score_pool(self.cfg, self.store, prev["checkpoint_uri"], seed=self.seed +
                             rec["round"], want_probs=self._needs_probs(needs),
                             candidate_ids=candidates)
-        by_id = dict(zip(t["frame_id"].to_pylist(), range(t.num_rows), strict=True))
-        rows = np.fromiter((by_id[f] for f in scored.frame_ids), np.int64, len(scored.frame_ids))
+        # Both sides are sorted by frame_id: map scored frames to table rows without a loop.
+        table_ids = np.asarray(t["frame_id"].to_pylist(), dtype=str)
+        rows = np.searchsorted(table_ids, scored.frame_ids.astype(str))
+        if not np.array_equal(table_ids[np.minimum(rows, len(table_ids) - 1)],
+                              scored.frame_ids.astype(str)):
+            raise RuntimeError("scored frames do not match the pool's frames (changed mid-round?)")
         labeled = status[rows] != "unlabeled"
         old = t["score"].to_numpy(zero_copy_only=False).astype(np.float32)[rows]
         k = max(rec["batch_size"], 1)
