@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["S3Server", "start_s3_server"]
+__all__ = ["S3Server", "free_port", "start_s3_server"]
 
 ACCESS_KEY = "alraytestkey"
 SECRET_KEY = "alraytestsecret0123456789"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -94,8 +95,10 @@ def _wait(endpoint: str, proc: subprocess.Popen, timeout: float) -> None:
 
 def start_s3_server(kind: str | None = None) -> S3Server:
     """Start SeaweedFS (default) or moto on a free loopback port."""
-    kind = kind or os.environ.get("ALRAY_TEST_S3", "seaweedfs" if _bin("weed") else "moto")
-    port = _free_port()
+    # SeaweedFS (checks SigV4 signatures) unless moto is asked for by name: a missing `weed`
+    # binary fails loudly instead of quietly weakening the signature tests.
+    kind = kind or os.environ.get("ALRAY_TEST_S3", "seaweedfs")
+    port = free_port()
     work = tempfile.mkdtemp(prefix="alray-s3-")
     endpoint = f"http://127.0.0.1:{port}"
     log = open(Path(work) / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -108,8 +111,8 @@ def start_s3_server(kind: str | None = None) -> S3Server:
         data.mkdir()
         cmd = [_bin("weed") or "weed", "mini", f"-dir={data}", "-ip=127.0.0.1",
                "-ip.bind=127.0.0.1", f"-s3.port={port}", f"-s3.config={work}/s3.json",
-               f"-master.port={_free_port()}", f"-volume.port={_free_port()}",
-               f"-filer.port={_free_port()}"]
+               f"-master.port={free_port()}", f"-volume.port={free_port()}",
+               f"-filer.port={free_port()}"]
     elif kind == "moto":
         cmd = [_bin("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(port)]
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from alray.pipeline.ingest import ingest
@@ -42,14 +44,25 @@ def test_manifest_and_image_prefix_from_s3(ray_session, tmp_path, s3_env):
     assert (s2.frames_added, s2.failed, s2.sources) == (4, 0, 1)
 
 
-def test_endpoint_from_config_and_signatures_enforced(ray_session, tmp_path, s3_env, monkeypatch):
+def _endpoint_config(tmp_path, s3_env, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    cfg = video_config(tmp_path, f"s3://{BUCKET}/videos/{CUT}", **{
+    return video_config(tmp_path, f"s3://{BUCKET}/videos/{CUT}", **{
         "pool.s3_endpoint_url": s3_env.endpoint, "pool.sampling": "fps", "pool.fps": 1.0})
+
+
+def test_endpoint_from_config(ray_session, tmp_path, s3_env, monkeypatch):
+    cfg = _endpoint_config(tmp_path, s3_env, monkeypatch)
     s = ingest(cfg, Store(cfg.storage.uri))
     assert (s.frames_added, s.failed) == (4, 0)  # t = 0, 1, 2, 3 s of a 3.04 s clip
-    if s3_env.kind != "seaweedfs":
-        pytest.skip("moto does not check signatures")
+
+
+@pytest.mark.skipif(os.environ.get("ALRAY_TEST_S3") == "moto",
+                    reason="ALRAY_TEST_S3=moto was asked for, and moto does not check signatures")
+def test_signatures_enforced(ray_session, tmp_path, s3_env, monkeypatch):
+    assert s3_env.kind == "seaweedfs"
+    cfg = _endpoint_config(tmp_path, s3_env, monkeypatch)
+    # The right key is accepted, then a wrong secret is refused by the server.
+    assert ingest(cfg, Store(cfg.storage.uri)).frames_added == 4
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     bad = cfg.with_overrides(**{"pool.uri": f"s3://{BUCKET}/videos"})
     with pytest.raises(FileNotFoundError, match="pool.uri"):

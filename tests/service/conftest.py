@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -12,15 +11,11 @@ import httpx
 import pytest
 
 from alray.service.catalog import ConsistentStore
+from tests.s3server import free_port
 
 TOKEN = "test-token-alpha"
 OTHER_TOKEN = "test-token-beta"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:
