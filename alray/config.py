@@ -65,6 +65,10 @@ class PoolConfig(_Section):
         512, ge=1, description="Frames per decoded batch: a video streams through Ray Data in "
         "batches of this size, so memory does not grow with video length."
     )
+    decode_cpus: float = Field(
+        0.5, gt=0, description="CPU slots each decode task (one video or shard) holds; with the "
+        "scoring actors' slots this bounds how many decode concurrently on a node."
+    )
     s3_endpoint_url: str | None = Field(
         None, description="S3 endpoint for s3:// URIs (e.g. http://127.0.0.1:9000 for MinIO); "
         "None: AWS_ENDPOINT_URL from the environment, else AWS. Credentials come only from the "

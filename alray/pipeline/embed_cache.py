@@ -19,7 +19,8 @@ import ray
 import torch
 
 from alray import acquisition
-from alray.config import ModelConfig, ProjectConfig
+from alray.config import ProjectConfig
+from alray.pipeline.embed_actor import EmbedActor, actor_pool, model_for
 from alray.pipeline.score import PoolScores
 from alray.storage import Store
 from alray.storage.uri import is_remote, storage_options
@@ -33,18 +34,6 @@ log = logging.getLogger(__name__)
 CACHE_KEY = "embedding_backbone"
 
 
-def model_for(model_cfg: ModelConfig, checkpoint_uri: str | None, num_classes: int, seed: int):
-    """A round's model from its checkpoint, or the config's (seeded) model when None."""
-    if checkpoint_uri:
-        from alray.pipeline.train import load_checkpoint
-
-        return load_checkpoint(checkpoint_uri, model_cfg).eval()
-    from alray.models import build_model
-
-    torch.manual_seed(seed)
-    return build_model(model_cfg, num_classes).eval()
-
-
 def backbone_fingerprint(model) -> str:
     """SHA-1 over the backbone's parameters and buffers (names, shapes and bytes)."""
     h = hashlib.sha1()
@@ -53,48 +42,6 @@ def backbone_fingerprint(model) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-class EmbedActor:
-    """Ray Data callable class: backbone once per frame (and the MC head with a checkpoint).
-
-    Reads ``image``, ``height``, ``width``, ``channels`` and ``error`` (or ``status``); passes
-    every input key through and adds ``embedding`` [B, D] float32 (NaN rows for failed frames)
-    and, when ``score_name`` is set, ``score`` [B] float32 (NaN for failed frames).
-    """
-
-    def __init__(self, model_cfg: ModelConfig, checkpoint_uri: str | None = None,
-                 num_classes: int = 2, score_name: str | None = None, seed: int = 0,
-                 device: str = "cpu"):
-        self.model = model_for(model_cfg, checkpoint_uri, num_classes, seed).to(device)
-        self.samples = model_cfg.mc_samples
-        self.score_name = score_name
-        self.device = device
-        torch.manual_seed(seed)
-
-    @torch.no_grad()
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from alray.models.tensors import images_to_tensor
-
-        n = len(batch["image"])
-        ok = np.asarray([len(x) > 0 for x in batch["image"]]) if "error" not in batch else (
-            batch["error"].astype(str) == "")
-        out = dict(batch)
-        emb = np.full((n, self.model.feature_dim), np.nan, dtype=np.float32)
-        score = np.full(n, np.nan, dtype=np.float32)
-        rows = np.flatnonzero(ok)
-        if rows.size:
-            h, w, c = (int(batch[k][rows[0]]) for k in ("height", "width", "channels"))
-            x = images_to_tensor([batch["image"][i] for i in rows], h, w, c).to(self.device)
-            feats = self.model.features(x)  # [B, D], the backbone once
-            emb[rows] = feats.float().cpu().numpy()
-            if self.score_name:
-                probs = self.model.head(feats, self.samples)  # [B, T, C]
-                score[rows] = acquisition.score(self.score_name, probs).astype(np.float32)
-        out["embedding"] = emb
-        if self.score_name:
-            out["score"] = score
-        return out
 
 
 def embed_frames(cfg: ProjectConfig, store: Store, checkpoint_uri: str | None, *,
@@ -117,7 +64,7 @@ def embed_frames(cfg: ProjectConfig, store: Store, checkpoint_uri: str | None, *
                                "num_classes": num_classes, "seed": cfg.seed,
                                "device": "cuda" if acq.actor_gpus > 0 else "cpu"},
         batch_size=acq.scoring_batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=acq.scoring_actors),
+        compute=actor_pool(acq.scoring_actors),
         num_cpus=acq.actor_cpus, num_gpus=acq.actor_gpus or None)
     done = 0
     for b in ds.iter_batches(batch_size=8192, batch_format="numpy"):

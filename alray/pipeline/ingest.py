@@ -9,7 +9,7 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ import ray
 from alray.config import ProjectConfig
 from alray.models import build_model
 from alray.sources import PoolListing, get_source
+from alray.sources.decode import decode_work_items
 from alray.storage import Store
 
 __all__ = ["IngestSummary", "assign_splits", "ingest"]
@@ -32,7 +33,9 @@ class IngestSummary:
     ``sources`` counts the distinct ``source_id`` values seen (videos, image folders);
     ``failures`` lists ``{"frame_id", "error"}`` with the decoder's message;
     ``stage_seconds`` splits the wall time into the driver's LanceDB writes and the time spent
-    waiting on the decode (and embed) stages; ``frames_per_second`` is end to end.
+    waiting on the decode (and embed) stages, and gives ``startup``: the seconds until the
+    first batch reached the driver (worker processes starting, models loading);
+    ``frames_per_second`` is end to end.
     """
 
     sources: int = 0
@@ -65,26 +68,6 @@ def assign_splits(frame_index: np.ndarray, source_id: np.ndarray, *, val: float,
         z = z ^ (z >> np.uint64(31))
     u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return np.where(u < val, "val", np.where(u < val + test, "test", "pool")).astype(object)
-
-
-def _decode(batch: dict[str, np.ndarray], fmt: str, input_size: int, channels: int,
-            env: dict[str, str] | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data task: work items → frame record batches (see ``alray.sources.base``).
-
-    Readers may return one batch or yield several (a video streams in ``pool.batch_frames``
-    batches). ``env`` carries the driver's S3 settings into the worker.
-    """
-    from alray.sources._common import apply_env
-
-    apply_env(env)
-    read = get_source(fmt)[1]
-    keys = list(batch)
-    for i in range(len(batch[keys[0]])):  # loop over work items (videos, shards), not frames
-        out = read({k: batch[k][i] for k in keys}, input_size=input_size, channels=channels)
-        if isinstance(out, dict):
-            yield out
-        else:
-            yield from out
 
 
 def _listing(cfg: ProjectConfig) -> PoolListing:
@@ -132,17 +115,22 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
         return summary
     env = aws_env(cfg.pool.s3_endpoint_url, cfg.pool.s3_region)
     ds = ray.data.from_items(listing.tasks, override_num_blocks=len(listing.tasks))
+    # One block per decoded batch (not Ray Data's 128 MiB default): the embed stage starts on
+    # a video's first batch instead of waiting for its whole decode.
+    frame_bytes = cfg.model.input_size ** 2 * cfg.model.in_channels
+    ds.context.target_max_block_size = max(1 << 20, 2 * cfg.pool.batch_frames * frame_bytes)
     ds = ds.map_batches(
-        _decode, fn_kwargs={"fmt": cfg.pool.format, "input_size": cfg.model.input_size,
+        decode_work_items, fn_kwargs={"fmt": cfg.pool.format, "input_size": cfg.model.input_size,
                             "channels": cfg.model.in_channels, "env": env},
-        batch_size=1, num_cpus=0.5)
+        batch_size=1, num_cpus=_decode_cpus(cfg))
     embed = checkpoint_uri is not None or (cfg.pool.embed_on_ingest and cfg.model.freeze_backbone)
     if embed:
         ds = _embed_stage(ds, cfg, checkpoint_uri, n_cls, store)
     sources: set[str] = set()
-    t_write = 0.0
+    t_write, t_first = 0.0, None
     for batch in ds.iter_batches(batch_size=cfg.pool.batch_frames * 4, batch_format="numpy"):
         tw = time.perf_counter()
+        t_first = tw - t0 if t_first is None else t_first
         summary.frames_added, summary.frames_present = _write(
             store, batch, cfg, dim, summary.frames_added, summary.frames_present)
         t_write += time.perf_counter() - tw
@@ -152,7 +140,7 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
                              zip(batch["frame_id"][failed], batch["error"][failed], strict=True)]
         sources.update(np.unique(batch["source_id"].astype(str)).tolist())
         summary.seconds = time.perf_counter() - t0
-        summary.stage_seconds = {"write": round(t_write, 3)}
+        summary.stage_seconds = {"write": round(t_write, 3), "startup": round(t_first, 3)}
         done = summary.frames_added + summary.frames_present
         summary.frames_per_second = done / max(summary.seconds, 1e-9)
         log.info("ingest: %d frames (%d new), %.0f frames/s", done, summary.frames_added,
@@ -160,19 +148,31 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
         if on_batch is not None:
             on_batch(summary)
     summary.sources = len(sources)
+    if store.ensure_key_index("frames", "frame_id"):
+        log.info("ingest: indexed frames.frame_id")
     summary.seconds = time.perf_counter() - t0
     summary.stage_seconds = {"write": round(t_write, 3),
-                             "decode_embed_wait": round(summary.seconds - t_write, 3)}
-    summary.frames_per_second = (summary.frames_added + summary.frames_present) / max(
-        summary.seconds, 1e-9)
+                             "decode_embed_wait": round(summary.seconds - t_write, 3),
+                             "startup": round(t_first or 0.0, 3)}
+    done = summary.frames_added + summary.frames_present
+    summary.frames_per_second = done / max(summary.seconds, 1e-9)
     log.info("ingest: %s", {k: v for k, v in summary.to_dict().items() if k != "failures"})
     log.debug("ingest stages:\n%s", ds.stats())
     return summary
 
 
+def _decode_cpus(cfg: ProjectConfig) -> float:
+    """``pool.decode_cpus``, nudged off the scoring actors' share when they are equal: with
+    equal remote args Ray Data fuses decode into the actors, and each actor then decodes and
+    embeds serially (one actor did all the work: 2.6x slower end to end on 2 cores)."""
+    cpus = cfg.pool.decode_cpus
+    return cpus if cpus != cfg.acquisition.actor_cpus else cpus * 0.99
+
+
 def _embed_stage(ds, cfg: ProjectConfig, checkpoint_uri: str | None, n_cls: int, store: Store):
     """Add the actor-pool stage that embeds (and with a checkpoint, scores) decoded frames."""
-    from alray.pipeline.embed_cache import CACHE_KEY, EmbedActor, backbone_fingerprint, model_for
+    from alray.pipeline.embed_actor import EmbedActor, actor_pool, model_for
+    from alray.pipeline.embed_cache import CACHE_KEY, backbone_fingerprint
 
     acq = cfg.acquisition
     fp = backbone_fingerprint(model_for(cfg.model, checkpoint_uri, n_cls, cfg.seed))
@@ -190,7 +190,7 @@ def _embed_stage(ds, cfg: ProjectConfig, checkpoint_uri: str | None, n_cls: int,
             "score_name": acq.score if checkpoint_uri else None, "seed": cfg.seed,
             "device": "cuda" if acq.actor_gpus > 0 else "cpu"},
         batch_size=acq.scoring_batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=acq.scoring_actors),
+        compute=actor_pool(acq.scoring_actors),
         num_cpus=acq.actor_cpus, num_gpus=acq.actor_gpus or None)
 
 

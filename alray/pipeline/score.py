@@ -14,6 +14,7 @@ import torch
 
 from alray import acquisition
 from alray.config import ProjectConfig
+from alray.pipeline.embed_actor import actor_pool
 from alray.storage import Store, sql_list
 from alray.storage.uri import is_remote, storage_options
 
@@ -105,7 +106,7 @@ def score_pool(cfg: ProjectConfig, store: Store, checkpoint_uri: str, *, seed: i
             "want_probs": want_probs, "seed": seed,
             "device": "cuda" if acq.actor_gpus > 0 else "cpu"},
         batch_size=acq.scoring_batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=acq.scoring_actors),
+        compute=actor_pool(acq.scoring_actors),
         num_cpus=acq.actor_cpus,
         num_gpus=acq.actor_gpus or None,
     )

@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
@@ -21,8 +22,10 @@ import torch
 from alray.config import ModelConfig, ProjectConfig, TrainConfig
 from alray.models import build_model
 from alray.models.tensors import images_to_tensor
-from alray.storage import Store
 from alray.storage.uri import is_remote, join, read_bytes, resolve
+
+if TYPE_CHECKING:  # the store stack (LanceDB) stays out of scoring actors' imports
+    from alray.storage import Store
 
 __all__ = ["TrainResult", "evaluate", "load_checkpoint", "load_split", "train_round"]
 

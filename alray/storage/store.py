@@ -16,6 +16,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from lancedb.index import BTree
 
 from alray.storage import schema as S
 from alray.storage.uri import is_remote, join, resolve, storage_options
@@ -83,6 +84,24 @@ class Store:
         res = (table.merge_insert("frame_id").when_not_matched_insert_all()
                .execute(batch, on_bad_vectors="null"))
         return int(res.num_inserted_rows), batch.num_rows - int(res.num_inserted_rows)
+
+    def ensure_key_index(self, table_name: str, column: str) -> bool:
+        """Create a BTREE index on ``column`` of ``table_name`` unless it has one.
+
+        ``frames.frame_id`` is the key of every label lookup and ``merge_insert``: without an
+        index each is a scan of the whole table (seconds per label batch at a million
+        frames). Rows appended later are searched flat until the next ``optimize()``.
+
+        Returns:
+            True if an index was created (False: it existed, or the table is missing/empty).
+        """
+        if table_name not in self._names():
+            return False
+        table = self._table(table_name)
+        if any(column in ix.columns for ix in table.list_indices()) or not table.count_rows():
+            return False
+        table.create_index(column, config=BTree())
+        return True
 
     def update_frames(self, updates: pa.Table) -> None:
         """Update the given columns of existing frames (``updates`` holds ``frame_id``)."""
@@ -183,7 +202,7 @@ class Store:
             schema=S.LABEL_EVENTS_SCHEMA))
 
     def label_events(self, where: str | None = None) -> pa.Table:
-        if "label_events" not in self._names():
+        if "label_events" not in self._tables and "label_events" not in self._names():
             return S.LABEL_EVENTS_SCHEMA.empty_table()
         q = self._table("label_events").search()
         if where:

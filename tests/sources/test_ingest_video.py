@@ -19,6 +19,7 @@ def test_reingest_adds_nothing_new_video_adds_its_frames(ray_session, tmp_path, 
     store = Store(cfg.storage.uri)
     s = ingest(cfg, store)
     assert (s.sources, s.frames_added, s.frames_present, s.failed) == (1, 26, 0, 0)
+    assert any(ix.columns == ["frame_id"] for ix in store.frames.list_indices())  # label lookups
     again = ingest(cfg, store)
     assert (again.frames_added, again.frames_present) == (0, 26)
     shutil.copy(VIDEOS / WHITE, video_dir / WHITE)
