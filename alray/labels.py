@@ -7,6 +7,7 @@ no-op; a different one is a conflict unless ``overwrite``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,14 +38,13 @@ def submit_labels(store: Store, items: list[LabelItem], *, source: str,
     if not items:
         return []
     ids = list(dict.fromkeys(i.frame_id for i in items))
-    rows = store.read_frames(["split", "status", "label", "selected_round"],
-                             f"frame_id IN {sql_list(ids)}").to_pylist()
-    frames = {r["frame_id"]: r for r in rows}
     keys = [i.idempotency_key for i in items if i.idempotency_key]
-    seen = set()
-    if keys:
-        ev = store.label_events(f"idempotency_key IN {sql_list(keys)} AND accepted = true")
-        seen = set(ev["idempotency_key"].to_pylist())
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the two lookups overlap (I/O in Rust)
+        seen_keys = pool.submit(_accepted_keys, store, keys)
+        rows = store.read_frames(["split", "status", "label", "selected_round"],
+                                 f"frame_id IN {sql_list(ids)}").to_pylist()
+        seen = seen_keys.result()
+    frames = {r["frame_id"]: r for r in rows}
     results, events, updates = [], [], {}
     for it in items:  # a submission's items, not pool items: bounded by the request size
         f = frames.get(it.frame_id)
@@ -69,6 +69,14 @@ def submit_labels(store: Store, items: list[LabelItem], *, source: str,
             "labeled_round": pa.array(np.array([updates[f][1] for f in fid], dtype=np.int64)),
         }))
     return results
+
+
+def _accepted_keys(store: Store, keys: list[str]) -> set[str]:
+    """The idempotency keys among ``keys`` that an earlier submission got accepted."""
+    if not keys:
+        return set()
+    ev = store.label_events(f"idempotency_key IN {sql_list(keys)} AND accepted = true")
+    return set(ev["idempotency_key"].to_pylist())
 
 
 def _judge(it: LabelItem, f: dict | None, seen: set, pending: dict, overwrite: bool,

@@ -45,14 +45,25 @@ class AlrayService:
         return create_api(self.state)
 
     async def _watch_runner(self) -> None:
-        """Start (or find) the job runner at once, then keep one alive: a new runner resumes
-        unfinished jobs, even when no request comes in."""
+        """Start (or find) the job runner and the label writer at once, then keep the runner
+        alive: a new runner resumes unfinished jobs, even when no request comes in."""
+        warmed = False
         while True:
             try:
                 await asyncio.to_thread(self.state.runner)
+                if not warmed:
+                    await self._warm_writer()
+                    warmed = True
             except Exception:  # logged; retried on the next tick
-                log.exception("job runner check failed")
+                log.exception("job runner / label writer check failed")
             await asyncio.sleep(5)
+
+    async def _warm_writer(self) -> None:
+        """Start the label writer and open the known projects' label tables in it, so the
+        first label batch does not wait for a worker process and LanceDB to start."""
+        names = await asyncio.to_thread(self.state.catalog.project_names)
+        uris = [(await asyncio.to_thread(self.state.project, n)).cfg.storage.uri for n in names]
+        await self.state.writer().warm.remote(uris)
 
     def check_health(self) -> None:
         """Serve health check: the catalog is readable."""

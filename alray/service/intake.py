@@ -23,7 +23,9 @@ __all__ = ["COMPACT_EVERY", "LabelIntake"]
 log = logging.getLogger(__name__)
 
 #: Compact ``frames`` and ``label_events`` after this many label commits: every commit adds a
-#: small fragment (and deletion files), and scans slow down as they pile up.
+#: small fragment (and deletion files), and scans slow down as they pile up. Compaction runs in
+#: a background thread, off the request path and outside the write lock: a label commit that
+#: races it wins (Lance rebases the update), and the preempted compaction retries next time.
 COMPACT_EVERY = 20
 
 
@@ -48,6 +50,7 @@ class LabelIntake:
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
         self._commits = 0
+        self._compactor: threading.Thread | None = None
 
     def submit(self, items: list[LabelItem], *, source: str, overwrite: bool,
                num_classes: int | None) -> list[LabelResult]:
@@ -62,16 +65,32 @@ class LabelIntake:
                 self._write_batch(batch, num_classes)
                 self._commits += 1
                 if self._commits % COMPACT_EVERY == 0:
-                    self._compact()
+                    self.compact_in_background()
         return req.future.result()
 
+    def compact_in_background(self) -> threading.Thread | None:
+        """Start a compaction unless one is running; the thread, or None if one was."""
+        if self._compactor is not None and self._compactor.is_alive():
+            return None
+        self._compactor = threading.Thread(target=self._compact, name="label-compaction",
+                                           daemon=True)
+        self._compactor.start()
+        return self._compactor
+
+    def wait_for_compaction(self, timeout: float | None = None) -> None:
+        """Block until a running compaction ends (tests, clean shutdown)."""
+        if self._compactor is not None:
+            self._compactor.join(timeout)
+
     def _compact(self) -> None:
-        """Merge the small fragments label commits leave behind (tags keep old versions)."""
-        for name in ("frames", "label_events"):
+        """Merge the small fragments label commits leave behind (tags keep old versions) and
+        bring the key indices up to date."""
+        for name, key in (("frames", "frame_id"), ("label_events", "idempotency_key")):
             try:
+                self.store.ensure_key_index(name, key)
                 self.store.db.open_table(name).optimize()
-            except Exception:  # a concurrent writer won the race; compact next time
-                log.warning("compaction of %s skipped", name, exc_info=True)
+            except Exception as err:  # a label commit preempted it: compact next time
+                log.info("compaction of %s deferred: %s", name, str(err).split(",")[0])
 
     def _write_batch(self, batch: list[_Request], num_classes: int | None) -> None:
         start = 0

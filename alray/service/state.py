@@ -19,9 +19,9 @@ from alray.rounds import RoundState
 from alray.service.catalog import Catalog, ConsistentStore
 from alray.service.errors import Conflict, NotFound
 from alray.service.exports import MediaSigner
-from alray.service.intake import LabelIntake
 from alray.service.jobs import get_runner
 from alray.service.settings import ServiceSettings
+from alray.service.writer import get_writer
 
 __all__ = ["Project", "ServiceState", "SELECTION_FINAL"]
 
@@ -63,6 +63,10 @@ class Project:
         self._has_frames = self._has_frames or self.store.has_frames()
         return self._has_frames
 
+    def frames_known(self) -> bool:
+        """True once ``has_frames`` has been seen true (no storage read needed)."""
+        return self._has_frames
+
     def num_classes(self) -> int | None:
         return self.cfg.model.num_classes or (len(self.classes()) or None)
 
@@ -85,7 +89,7 @@ class ServiceState:
         self._projects: dict[str, Project] = {}
         self._selections: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._intakes: dict[str, LabelIntake] = {}
+        self._writer = None
         self._runner = None
 
     # ---- projects -----------------------------------------------------------------------
@@ -124,10 +128,15 @@ class ServiceState:
             raise Conflict(f"project {cfg.name!r} already exists")
         return self.project(cfg.name)
 
-    def intake(self, p: Project) -> LabelIntake:
-        """The label intake (group commit) of a project in this replica."""
-        with self._lock:
-            return self._intakes.setdefault(p.name, LabelIntake(p.store))
+    def writer(self, *, renew: bool = False):
+        """The service root's label writer actor (see :mod:`alray.service.writer`).
+
+        Args:
+            renew: look the actor up again (the cached handle's actor died).
+        """
+        if self._writer is None or renew:
+            self._writer = get_writer(self.settings.service_root)
+        return self._writer
 
     # ---- jobs ---------------------------------------------------------------------------
     def runner(self):

@@ -63,16 +63,18 @@ def start_service(root: Path, port: int) -> str:
 
 
 def stop_service(root: Path, kill_runner: bool = True, shutdown: bool = True) -> None:
-    """Delete the app (and shut Serve down); optionally kill the detached job runner too, as
-    in a crash of the whole service."""
+    """Delete the app (and shut Serve down); optionally kill the detached job runner and label
+    writer too, as in a crash of the whole service."""
     import ray
     from ray import serve
 
     from alray.service.jobs import runner_name
+    from alray.service.writer import writer_name
 
     if kill_runner:  # first: the job must die mid-work, not finish while Serve winds down
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(runner_name(str(root)), namespace="alray"))
+        for name in (runner_name(str(root)), writer_name(str(root))):
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name, namespace="alray"), no_restart=True)
     if shutdown:
         serve.shutdown()
     else:

@@ -27,6 +27,23 @@ def test_same_item_twice_is_accepted_once(served, seeded):
     assert same["results"][0]["status"] == "duplicate"
 
 
+def test_labels_survive_the_label_writer_dying(served, seeded):
+    """The ingress retries a batch on a new writer when the actor died mid-service."""
+    import ray
+
+    from alray.service.writer import writer_name
+
+    f = seeded["ids"][8]  # a frame no other test labels
+    item = {"frame_id": f, "label": 4, "idempotency_key": "writer-crash"}
+    assert _post(served, [item]).json()["accepted"] == 1
+    ray.kill(ray.get_actor(writer_name(str(served.root)), namespace="alray"))  # it restarts
+    again = _post(served, [item, {"frame_id": f, "label": 4}])
+    assert again.status_code == 200, again.text
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate", "duplicate"]
+    assert seeded["store"].label_events(
+        "idempotency_key = 'writer-crash' AND accepted = true").num_rows == 1
+
+
 def test_conflicting_label_is_409_unless_overwrite(served, seeded):
     f, g = seeded["ids"][1], seeded["ids"][2]
     assert _post(served, [{"frame_id": f, "label": 1}]).json()["accepted"] == 1

@@ -67,11 +67,21 @@ def test_concurrent_submissions_accept_each_key_once(tmp_path):
 def test_compaction_keeps_every_label(tmp_path):
     store = _store(tmp_path)
     intake = LabelIntake(store)
-    for i in range(COMPACT_EVERY + 2):  # crosses one compaction
+
+    def label(i: int) -> None:
         res = intake.submit([LabelItem(f"img:{i}", i % 10, f"c:{i}")], source="t",
                             overwrite=False, num_classes=10)
         assert res[0].status == "accepted"
+
+    for i in range(COMPACT_EVERY):  # the last commit starts a background compaction
+        label(i)
+    intake.wait_for_compaction(timeout=60)
+    assert len(store.frames.to_lance().get_fragments()) <= 3
+    keys = {c for t in ("frames", "label_events") for ix in store.db.open_table(t).list_indices()
+            for c in ix.columns}
+    assert keys == {"frame_id", "idempotency_key"}  # compaction also indexed the lookup keys
+    for i in range(COMPACT_EVERY, COMPACT_EVERY + 2):  # writes after compaction still land
+        label(i)
     got = store.read_frames(["label", "status"], "status = 'labeled'").to_pylist()
     assert {r["frame_id"]: r["label"] for r in got} == {
         f"img:{i}": i % 10 for i in range(COMPACT_EVERY + 2)}
-    assert len(store.frames.to_lance().get_fragments()) <= 3

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
+import ray
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -13,16 +17,17 @@ from alray.service.metrics import LABELS_RECEIVED
 from alray.service.schemas import LabelIn, LabelOut, LabelsPublic, LabelsSubmit, LabelStudioEvent
 from alray.service.state import Project, ServiceState
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/projects/{project}", tags=["labels"], dependencies=[Auth])
 
 _CONFLICT = {409: {"model": LabelsPublic, "description": "some items conflict with an "
                    "existing label (the others were stored; see results)"}}
 
 
-def store_labels(state: ServiceState, p: Project, labels: list[LabelIn], *, source: str,
-                 overwrite: bool) -> LabelsPublic:
-    """Resolve class names, submit, and count; one result per item, in order."""
-    classes = p.classes()
+async def store_labels(state: ServiceState, p: Project, labels: list[LabelIn], *, source: str,
+                       overwrite: bool) -> LabelsPublic:
+    """Resolve class names, submit to the label writer, and count; one result per item."""
+    classes = p.classes() if p.classes_known() else await run_in_threadpool(p.classes)
     index = {c: i for i, c in enumerate(classes)}
     items: list[LabelItem] = []
     results: list[LabelResult | None] = []
@@ -41,12 +46,18 @@ def store_labels(state: ServiceState, p: Project, labels: list[LabelIn], *, sour
         else:
             items.append(LabelItem(it.frame_id, int(label), it.idempotency_key))
             results.append(None)
-    if not p.has_frames():
+    if not (p.frames_known() or await run_in_threadpool(p.has_frames)):
         raise Invalid(f"project {p.name!r} has no frames yet (ingest first)")
-    p.store.append_label_events(rejected_events)
-    judged = iter(state.intake(p).submit(items, source=source, overwrite=overwrite,
-                                         num_classes=p.num_classes()))
-    out = [r if r is not None else next(judged) for r in results]
+    kwargs = {"source": source, "overwrite": overwrite, "num_classes": p.num_classes(),
+              "rejected": rejected_events}
+    try:
+        judged = await state.writer().submit.remote(p.cfg.storage.uri, items, **kwargs)
+    except ray.exceptions.RayActorError:  # the writer died (and restarts): retry once; a
+        # batch it had committed comes back as duplicates, never twice
+        log.warning("label writer is gone; retrying the batch on a new one")
+        judged = await state.writer(renew=True).submit.remote(p.cfg.storage.uri, items, **kwargs)
+    judged_iter = iter(judged)
+    out = [r if r is not None else next(judged_iter) for r in results]
     counts = {s: 0 for s in ("accepted", "duplicate", "conflict", "rejected")}
     for r in out:
         counts[r.status] += 1
@@ -64,8 +75,8 @@ def _respond(res: LabelsPublic) -> LabelsPublic | JSONResponse:
 
 
 @router.post("/labels", response_model=LabelsPublic, responses={404: {}, 422: {}, **_CONFLICT})
-def post_labels(state: StateDep, p: ProjectDep, body: LabelsSubmit
-                ) -> LabelsPublic | JSONResponse:
+async def post_labels(state: StateDep, p: ProjectDep, body: LabelsSubmit
+                      ) -> LabelsPublic | JSONResponse:
     """Store labels for selected frames; every item gets a result.
 
     An ``idempotency_key`` seen before, or the same label again, is a ``duplicate``; a
@@ -73,13 +84,14 @@ def post_labels(state: StateDep, p: ProjectDep, body: LabelsSubmit
     ``overwrite``; unknown, never-selected or out-of-range items are ``rejected`` with a reason
     while the valid ones are still stored.
     """
-    return _respond(store_labels(state, p, body.labels, source="http", overwrite=body.overwrite))
+    return _respond(await store_labels(state, p, body.labels, source="http",
+                                       overwrite=body.overwrite))
 
 
 @router.post("/webhooks/label-studio", response_model=LabelsPublic,
              responses={404: {}, 422: {}, **_CONFLICT})
-def label_studio_webhook(state: StateDep, p: ProjectDep, event: LabelStudioEvent
-                         ) -> LabelsPublic | JSONResponse:
+async def label_studio_webhook(state: StateDep, p: ProjectDep, event: LabelStudioEvent
+                               ) -> LabelsPublic | JSONResponse:
     """Take a Label Studio ANNOTATION_CREATED / ANNOTATION_UPDATED event.
 
     The task must carry ``data.frame_id`` (tasks exported with ``format=label-studio`` do);
@@ -101,8 +113,8 @@ def label_studio_webhook(state: StateDep, p: ProjectDep, event: LabelStudioEvent
         item = LabelIn(frame_id=frame_id, label=choice, idempotency_key=key[:200])
     except ValidationError as err:
         raise Invalid(f"annotation: {err.errors()[0]['msg']}") from None
-    return _respond(store_labels(state, p, [item], source="label-studio",
-                                 overwrite=event.action == "ANNOTATION_UPDATED"))
+    return _respond(await store_labels(state, p, [item], source="label-studio",
+                                       overwrite=event.action == "ANNOTATION_UPDATED"))
 
 
 def _first_choice(result) -> int | str | None:
