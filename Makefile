@@ -32,7 +32,7 @@ bench-pipeline: install
 	$(BIN)/python benchmarks/pipeline_throughput.py
 
 bench-serve: install
-	$(BIN)/python benchmarks/serve_load.py --clients 50 --seconds 20
+	$(BIN)/python benchmarks/serve_load.py --clients 50 --seconds 60
 
 clean:
 	rm -rf runs .pytest_cache

@@ -12,7 +12,7 @@ every ``--label-interval`` seconds it posts a batch of ``--batch`` labels for it
 
 Usage::
 
-    .venv/bin/python benchmarks/serve_load.py --clients 50 --seconds 20
+    .venv/bin/python benchmarks/serve_load.py --clients 50 --seconds 60
 """
 
 from __future__ import annotations
@@ -39,6 +39,27 @@ from fastapi import FastAPI
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("serve_load")
 _BATCHES: collections.Counter = collections.Counter()  # label batches posted, per client
+
+
+def _cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of this process and its descendants (Ray's), by role."""
+    import psutil
+
+    me = psutil.Process()
+    out: collections.Counter = collections.Counter()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t, title = p.cpu_times(), " ".join(p.cmdline())
+        except psutil.Error:  # exited while listing
+            continue
+        role = ("clients" if p.pid == me.pid else
+                next((r for r in ("ProxyActor", "LabelWriter", "JobRunner", "ServeController")
+                      if r in title), None)
+                or ("replica_" + title.split("ServeReplica:")[1].split(":")[0]
+                    if "ServeReplica:" in title else None)
+                or next((r for r in ("raylet", "gcs_server") if r in title), "ray_other"))
+        out[role] += t.user + t.system
+    return dict(out)
 
 
 def _free_port() -> int:
@@ -115,6 +136,7 @@ async def _timed(coro, op: str, out: dict) -> None:
     except httpx.HTTPError:
         ok = False
     out[op]["lat"].append(time.perf_counter() - t0)
+    out[op].setdefault("start", []).append(t0)
     out[op]["errors"] += not ok
 
 
@@ -191,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page", type=int, default=100, help="frames per selection page")
     p.add_argument("--pool", type=int, default=7000, help="frames ingested (75%% land in "
                    "the pool; clients x batch of them are selected)")
+    p.add_argument("--dump-latencies", metavar="TSV",
+                   help="append target, op, start time and latency (ms) of every request")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -231,16 +255,29 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "label_batch")}, 0.0)
                   for t in targets}
         slice_args = argparse.Namespace(**{**vars(args), "seconds": args.seconds / args.slices})
+        cpu: dict[str, collections.Counter] = {t: collections.Counter() for t in targets}
         for _ in range(args.slices):
             for target, paths in targets.items():
+                before = _cpu_by_role()
                 out, wall = asyncio.run(_run_load(url, token, paths, frames, cursors,
                                                   slice_args))
+                after = _cpu_by_role()
+                cpu[target].update({k: v - before.get(k, 0.0) for k, v in after.items()})
                 acc, secs = merged[target]
                 for op, d in out.items():
+                    if args.dump_latencies:
+                        with open(args.dump_latencies, "a") as f:
+                            for t, lat in zip(d.get("start", []), d["lat"], strict=True):
+                                f.write(f"{target}\t{op}\t{t:.3f}\t{lat * 1000:.1f}\n")
                     acc[op]["lat"] += d["lat"]
                     acc[op]["errors"] += d["errors"]
                 merged[target] = (acc, secs + wall)
         results = {t: _report(t, acc, secs, args, sha) for t, (acc, secs) in merged.items()}
+        for t, (_, secs) in merged.items():  # where the 2 cores went, per target
+            print(json.dumps({"bench": "serve_load", "target": t, "cpu_seconds": {
+                k: round(v, 1) for k, v in cpu[t].most_common()},
+                "cpu_capacity_seconds": round(secs * (os.cpu_count() or 1), 1),
+                "git_sha": sha}), flush=True)
         for op in ("selection_page", "label_batch"):
             a, b = results["alray"][op], results["bare"][op]
             print(json.dumps({"bench": "serve_load", "op": op, "clients": args.clients,
