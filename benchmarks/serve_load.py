@@ -136,13 +136,13 @@ async def _timed(coro, op: str, out: dict) -> None:
     except httpx.HTTPError:
         ok = False
     out[op]["lat"].append(time.perf_counter() - t0)
-    out[op].setdefault("start", []).append(t0)
+    out[op]["start"].append(t0)
     out[op]["errors"] += not ok
 
 
 async def _run_load(url: str, token: str, paths: dict, frames: list[str],
                     cursors: list[str | None], args) -> tuple[dict, float]:
-    out = {op: {"lat": [], "errors": 0} for op in ("selection_page", "label_batch")}
+    out = {op: {"lat": [], "start": [], "errors": 0} for op in ("selection_page", "label_batch")}
     per = args.batch
     clients = [httpx.AsyncClient(base_url=url, timeout=30, headers={
         "Authorization": f"Bearer {token}"}, limits=httpx.Limits(max_connections=2))
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 for op, d in out.items():
                     if args.dump_latencies:
                         with open(args.dump_latencies, "a") as f:
-                            for t, lat in zip(d.get("start", []), d["lat"], strict=True):
+                            for t, lat in zip(d["start"], d["lat"], strict=True):
                                 f.write(f"{target}\t{op}\t{t:.3f}\t{lat * 1000:.1f}\n")
                     acc[op]["lat"] += d["lat"]
                     acc[op]["errors"] += d["errors"]

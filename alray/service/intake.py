@@ -38,7 +38,8 @@ class _Request:
 
 
 class LabelIntake:
-    """Serialises and batches label writes to one project store (within a replica).
+    """Serialises and batches label writes to one project store (held by the service's
+    :class:`~alray.service.writer.LabelWriter`, so one per project across all replicas).
 
     Args:
         store: the project store.
@@ -68,14 +69,13 @@ class LabelIntake:
                     self.compact_in_background()
         return req.future.result()
 
-    def compact_in_background(self) -> threading.Thread | None:
-        """Start a compaction unless one is running; the thread, or None if one was."""
+    def compact_in_background(self) -> None:
+        """Start a compaction unless one is running."""
         if self._compactor is not None and self._compactor.is_alive():
-            return None
+            return
         self._compactor = threading.Thread(target=self._compact, name="label-compaction",
                                            daemon=True)
         self._compactor.start()
-        return self._compactor
 
     def wait_for_compaction(self, timeout: float | None = None) -> None:
         """Block until a running compaction ends (tests, clean shutdown)."""

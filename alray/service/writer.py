@@ -44,9 +44,6 @@ class LabelWriter:
         self._lock = threading.Lock()
         self._intakes: dict[str, LabelIntake] = {}
 
-    def ping(self) -> bool:
-        return True
-
     def warm(self, storage_uris: list[str]) -> int:
         """Open the intakes (and label tables) of these projects ahead of their first batch,
         so the first annotator does not pay for opening LanceDB; how many opened."""
