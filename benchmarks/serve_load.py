@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
 import numpy as np
 from fastapi import FastAPI
 
@@ -97,7 +97,7 @@ def _bare_app(page: dict):
     return Bare.bind()
 
 
-async def _client(i: int, http: httpx.AsyncClient, paths: dict, frames: list[str],
+async def _client(i: int, http: aiohttp.ClientSession, paths: dict, frames: list[str],
                   cursors: list[str | None], args, stop_at: float, out: dict) -> None:
     rng = random.Random(i)
     await asyncio.gather(_pager(rng, http, paths, cursors, args, stop_at, out),
@@ -112,7 +112,7 @@ async def _pager(rng, http, paths, cursors, args, stop_at: float, out: dict) -> 
         params = {"format": "label-studio", "limit": args.page, **(
             {"cursor": cursor} if cursor else {})}
         await _timed(http.get(paths["page"], params=params), "selection_page", out)
-        await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+        await asyncio.sleep(max(0.0, min(t_next, stop_at) - time.perf_counter()))
 
 
 async def _labeler(i: int, rng, http, paths, frames, args, stop_at: float, out: dict) -> None:
@@ -125,15 +125,16 @@ async def _labeler(i: int, rng, http, paths, frames, args, stop_at: float, out: 
             for k, f in enumerate(frames)]}
         await _timed(http.post(paths["labels"], json=body), "label_batch", out)
         _BATCHES[i] += 1
-        await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+        await asyncio.sleep(max(0.0, min(t_next, stop_at) - time.perf_counter()))
 
 
-async def _timed(coro, op: str, out: dict) -> None:
+async def _timed(request, op: str, out: dict) -> None:
     t0 = time.perf_counter()
     try:
-        r = await coro
-        ok = r.status_code == 200
-    except httpx.HTTPError:
+        async with request as r:
+            await r.read()  # the whole body, like a client that uses it
+            ok = r.status == 200
+    except (TimeoutError, aiohttp.ClientError):
         ok = False
     out[op]["lat"].append(time.perf_counter() - t0)
     out[op]["start"].append(t0)
@@ -144,9 +145,10 @@ async def _run_load(url: str, token: str, paths: dict, frames: list[str],
                     cursors: list[str | None], args) -> tuple[dict, float]:
     out = {op: {"lat": [], "start": [], "errors": 0} for op in ("selection_page", "label_batch")}
     per = args.batch
-    clients = [httpx.AsyncClient(base_url=url, timeout=30, headers={
-        "Authorization": f"Bearer {token}"}, limits=httpx.Limits(max_connections=2))
-        for _ in range(args.clients)]
+    clients = [aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=30),
+                                     headers={"Authorization": f"Bearer {token}"},
+                                     connector=aiohttp.TCPConnector(limit=2))
+               for _ in range(args.clients)]
     t0 = time.perf_counter()
     stop_at = t0 + args.seconds
     await asyncio.gather(*(
@@ -154,7 +156,7 @@ async def _run_load(url: str, token: str, paths: dict, frames: list[str],
         for i, c in enumerate(clients)))
     wall = time.perf_counter() - t0
     for c in clients:
-        await c.aclose()
+        await c.close()
     return out, wall
 
 
@@ -194,7 +196,8 @@ def _report(target: str, out: dict, wall: float, args, sha: str) -> dict:
                "p99_ms": round(float(np.percentile(lat, 99)), 2),
                "throughput_rps": round(lat.size / wall, 1), "seconds": round(wall, 1),
                "device": "cpu", "cpus": os.cpu_count(),
-               "loadavg_1m": round(os.getloadavg()[0], 1), "git_sha": sha}
+               "loadavg_1m": round(os.getloadavg()[0], 1), "ingress": args.ingress,
+               "git_sha": sha}
         print(json.dumps(row), flush=True)
         rows[op] = row
     return rows
@@ -215,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
                    "the pool; clients x batch of them are selected)")
     p.add_argument("--dump-latencies", metavar="TSV",
                    help="append target, op, start time and latency (ms) of every request")
+    p.add_argument("--ingress", choices=["haproxy", "proxy"], default="haproxy",
+                   help="Ray Serve HTTP ingress (as `alray serve --ingress`)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
     sys.path.insert(0, str(ROOT))
 
     import ray
@@ -227,12 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     from alray.config import RayConfig
     from alray.pipeline.ray_runtime import ensure_ray
     from alray.service.app import build_app
+    from alray.service.ingress import use_ingress
 
     token = secrets.token_urlsafe(24)
     os.environ["ALRAY_API_TOKENS"] = token
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     root = tempfile.mkdtemp(prefix="alray-load-")
+    use_ingress(args.ingress)
     ensure_ray(RayConfig(num_cpus=2))
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"service_root": root}), name="alray", route_prefix="/")

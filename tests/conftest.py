@@ -23,7 +23,9 @@ def ray_session():
 
     from alray.config import RayConfig
     from alray.pipeline.ray_runtime import ensure_ray
+    from alray.service.ingress import use_ingress
 
+    use_ingress("haproxy")  # the service tests go through what `alray serve` deploys
     ensure_ray(RayConfig(num_cpus=2))
     yield ray
     ray.shutdown()

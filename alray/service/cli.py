@@ -58,18 +58,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from alray.pipeline.ray_runtime import ensure_ray
     from alray.service.app import build_app
     from alray.service.catalog import Catalog
+    from alray.service.ingress import use_ingress
     from alray.storage.uri import join
 
     cfg = load_config(args.config)
     root = args.root or os.environ.get("ALRAY_SERVICE_ROOT") or join(
         cfg.storage.uri.rstrip("/").rsplit("/", 1)[0], "service")
     app = build_app({"service_root": root})  # fails early if ALRAY_API_TOKENS is empty
+    if cfg.ray.address:
+        console.print(f"joining Ray at {cfg.ray.address}: its pods' environment picks the "
+                      "Serve ingress (see README, 'Serving')")
+    else:
+        use_ingress(args.ingress)
     ensure_ray(cfg.ray)
     Catalog(root).add_project(cfg, replace=True)  # the served config's project, its own store
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app, name="alray", route_prefix="/", blocking=False)
     console.print(f"alray serving project {cfg.name!r} at http://{args.host}:{args.port} "
-                  f"(docs: /docs, root: {root}); Ctrl-C or SIGTERM stops")
+                  f"(docs: /docs, root: {root}, ingress: "
+                  f"{'haproxy' if os.environ.get('RAY_SERVE_ENABLE_HA_PROXY') == '1' else 'proxy'}"
+                  "); Ctrl-C or SIGTERM stops")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -154,6 +162,11 @@ def add_commands(sub) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--root", help="service root URI (default $ALRAY_SERVICE_ROOT, or "
                    "'service' next to the config's storage.uri)")
+    s.add_argument("--ingress", choices=["haproxy", "proxy"],
+                   default=os.environ.get("ALRAY_SERVE_INGRESS", "haproxy"),
+                   help="HTTP ingress of a Ray started here: HAProxy in front of replicas that "
+                   "answer HTTP themselves, or Ray Serve's Python proxy (default "
+                   "$ALRAY_SERVE_INGRESS or haproxy)")
     s.set_defaults(func=_cmd_serve)
 
     r = sub.add_parser("rounds", help="start or show rounds of a served project")
