@@ -52,7 +52,7 @@ def _cpu_by_role() -> dict[str, float]:
             t, title = p.cpu_times(), " ".join(p.cmdline())
         except psutil.Error:  # exited while listing
             continue
-        role = ("clients" if p.pid == me.pid else
+        role = ("clients" if p.pid == me.pid else "haproxy" if p.name() == "haproxy" else
                 next((r for r in ("ProxyActor", "LabelWriter", "JobRunner", "ServeController")
                       if r in title), None)
                 or ("replica_" + title.split("ServeReplica:")[1].split(":")[0]
