@@ -61,3 +61,22 @@ def test_images_to_tensor_checks_sizes():
     assert x.shape == (2, 1, 2, 2) and x.min() == -1 and x.max() == 1
     with pytest.raises(ValueError, match="expected 2x3x2x1"):
         images_to_tensor(imgs, 3, 2, 1)
+
+
+def test_embed_images_in_cpu_chunks_equals_one_batch():
+    import numpy as np
+    import pyarrow as pa
+
+    from alray.pipeline.embed_actor import CPU_CHUNK, embed_images
+
+    m = build_model(ModelConfig(dropout_p=0.0), num_classes=10).eval()
+    n = 2 * CPU_CHUNK + 5  # two full chunks and a ragged one
+    raw = np.random.default_rng(0).integers(0, 255, (n, 28, 28, 1), dtype=np.uint8)
+    images = pa.array([r.tobytes() for r in raw], pa.binary())
+    with torch.no_grad():
+        feats, probs = embed_images(m, images, (28, 28, 1), 4, "cpu")
+        whole = m.features(images_to_tensor(images, 28, 28, 1))
+        assert embed_images(m, images, (28, 28, 1), None, "cpu")[1] is None
+    torch.testing.assert_close(feats, whole)
+    assert probs.shape == (n, 4, 10)
+    torch.testing.assert_close(probs[:, 0], torch.softmax(m.fc(whole), -1))

@@ -13,7 +13,13 @@ import torch
 from alray import acquisition
 from alray.config import ModelConfig
 
-__all__ = ["EmbedActor", "actor_pool", "model_for"]
+__all__ = ["CPU_CHUNK", "EmbedActor", "actor_pool", "embed_images", "model_for"]
+
+#: Frames per forward pass on CPU. A batch's activations are tens of MB, which the allocator
+#: maps afresh and the kernel faults in on every call: a single-threaded actor spent 20-30%
+#: more CPU per frame on batches of 512 than of 64 (resnet18 at 64 px: 3.55 vs 2.71 ms;
+#: mnist_cnn at 32 px: 0.46 vs 0.38 ms). A GPU takes the whole batch at once.
+CPU_CHUNK = 64
 
 
 def actor_pool(size: int) -> ray.data.ActorPoolStrategy:
@@ -38,6 +44,25 @@ def model_for(model_cfg: ModelConfig, checkpoint_uri: str | None, num_classes: i
     return build_model(model_cfg, num_classes).eval()
 
 
+def embed_images(model, images, shape: tuple[int, int, int], samples: int | None,
+                 device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Backbone features ``[N, D]`` of raw ``[H, W, C]`` uint8 images and, with ``samples``,
+    the MC head's probabilities ``[N, T, C]``, in chunks of :data:`CPU_CHUNK` on CPU.
+    ``images`` (N >= 1) is a pyarrow binary array or a sequence of bytes."""
+    from alray.models.tensors import images_to_tensor
+
+    n = len(images)
+    chunk = CPU_CHUNK if device == "cpu" else max(n, 1)
+    feats, probs = [], []
+    for s in range(0, n, chunk):  # chunks of a batch, not pool items
+        x = images_to_tensor(images[s: s + chunk], *shape).to(device)
+        f = model.features(x)
+        feats.append(f)
+        if samples:
+            probs.append(model.head(f, samples))
+    return torch.cat(feats), (torch.cat(probs) if samples else None)
+
+
 class EmbedActor:
     """Ray Data callable class: backbone once per frame (and the MC head with a checkpoint).
 
@@ -57,8 +82,6 @@ class EmbedActor:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from alray.models.tensors import images_to_tensor
-
         n = len(batch["image"])
         ok = np.asarray([len(x) > 0 for x in batch["image"]]) if "error" not in batch else (
             batch["error"].astype(str) == "")
@@ -67,12 +90,12 @@ class EmbedActor:
         score = np.full(n, np.nan, dtype=np.float32)
         rows = np.flatnonzero(ok)
         if rows.size:
-            h, w, c = (int(batch[k][rows[0]]) for k in ("height", "width", "channels"))
-            x = images_to_tensor([batch["image"][i] for i in rows], h, w, c).to(self.device)
-            feats = self.model.features(x)  # [B, D], the backbone once
+            shape = tuple(int(batch[k][rows[0]]) for k in ("height", "width", "channels"))
+            images = batch["image"] if rows.size == n else batch["image"][rows]
+            feats, probs = embed_images(self.model, images, shape,  # the backbone once
+                                        self.samples if self.score_name else None, self.device)
             emb[rows] = feats.float().cpu().numpy()
             if self.score_name:
-                probs = self.model.head(feats, self.samples)  # [B, T, C]
                 score[rows] = acquisition.score(self.score_name, probs).astype(np.float32)
         out["embedding"] = emb
         if self.score_name:

@@ -55,12 +55,11 @@ class ScoringActor:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from alray.models.tensors import images_to_tensor
+        from alray.pipeline.embed_actor import embed_images
 
-        h, w, c = (int(batch[k][0]) for k in ("height", "width", "channels"))
-        x = images_to_tensor(list(batch["image"]), h, w, c).to(self.device)
-        feats = self.model.features(x)  # [B, D], backbone once
-        probs = self.model.head(feats, self.samples)  # [B, T, C], T dropout masks
+        shape = tuple(int(batch[k][0]) for k in ("height", "width", "channels"))
+        # [B, D] (backbone once) and [B, T, C] (T dropout masks)
+        feats, probs = embed_images(self.model, batch["image"], shape, self.samples, self.device)
         out = {
             "frame_id": batch["frame_id"],
             "embedding": feats.float().cpu().numpy(),
