@@ -13,8 +13,10 @@ to a Ray instance started *after* :func:`use_ingress`; a cluster that ``alray se
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -70,7 +72,8 @@ def use_ingress(kind: Ingress, state_dir: str | Path | None = None) -> dict[str,
     """Select ``kind`` for the Ray instance this process starts next; the variables set.
 
     Variables already in the environment win (an operator's explicit choice). Has no effect on
-    a Ray instance already running, which is logged.
+    a Ray instance already running, which is logged. The default per-process HAProxy folder
+    is removed when the process exits.
     """
     import ray
 
@@ -81,4 +84,8 @@ def use_ingress(kind: Ingress, state_dir: str | Path | None = None) -> dict[str,
     applied = {}
     for k, v in env.items():
         applied[k] = os.environ.setdefault(k, v)
+    base = env.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE")
+    if state_dir is None and base and applied["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] == base:
+        # Ray registers its shutdown when it starts (after this), so it runs first at exit.
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
     return applied

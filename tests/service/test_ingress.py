@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 
 import psutil
 import pytest
@@ -28,3 +31,17 @@ def test_service_is_served_through_haproxy(served: Served):
     assert procs, f"no haproxy process runs with a config under {state}"
     assert served.http.get("/readyz").status_code == 200
     assert served.http.get("/v1/projects/nope").status_code == 404
+
+
+def test_default_haproxy_folder_is_removed_at_exit(tmp_path):
+    code = ("import os, pathlib\n"
+            "from alray.service.ingress import use_ingress\n"
+            "d = pathlib.Path(use_ingress('haproxy')['RAY_SERVE_HAPROXY_SERVER_STATE_BASE'])\n"
+            "d.mkdir(parents=True)\n"
+            "(d / 'haproxy.cfg').write_text('global')  # what Ray's proxy writes there\n"
+            "print(d)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_HAPROXY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.strip()
+    assert out.startswith(tempfile.gettempdir()) and "alray-haproxy-" in out
+    assert not os.path.exists(out)
