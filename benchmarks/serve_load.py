@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -294,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
