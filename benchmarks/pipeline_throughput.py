@@ -12,8 +12,9 @@ baseline measured in the same run:
   seconds and the CPU seconds each role used (decode, embed_score, driver_write, ray_other).
 - ``decode_write_only``: the same pipeline without the model (the decode/write share).
 - ``peak_memory``: peak summed PSS of the driver and Ray's processes ingesting the large pool
-  vs the small one, each in a run of its own (sampling PSS costs CPU) (target: within 20%), per role; alongside, summed RSS (it counts shared
-  object-store pages once per process that touched them) and the total with the loopback S3
+  vs the small one (target: within 20%), per role, each in a run of its own (sampling PSS
+  costs CPU); alongside, summed RSS (it counts shared object-store pages once per process
+  that touched them) and the total with the loopback S3
   server (an external store in production, whose cache grows with the bytes it holds).
 - ``reingest``: re-ingesting the small pool adds nothing (zero duplicates).
 - ``rescore_cached``: a round's re-scoring from stored embeddings (head only, frozen backbone)

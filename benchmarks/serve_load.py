@@ -37,6 +37,8 @@ import aiohttp
 import numpy as np
 from fastapi import FastAPI
 
+from alray.service.ingress import INGRESS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("serve_load")
 _BATCHES: collections.Counter = collections.Counter()  # label batches posted, per client
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                    "the pool; clients x batch of them are selected)")
     p.add_argument("--dump-latencies", metavar="TSV",
                    help="append target, op, start time and latency (ms) of every request")
-    p.add_argument("--ingress", choices=["haproxy", "proxy"], default="haproxy",
+    p.add_argument("--ingress", choices=sorted(INGRESS_ENV), default="haproxy",
                    help="Ray Serve HTTP ingress (as `alray serve --ingress`)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from alray.service.ingress import INGRESS_ENV
+
 __all__ = ["add_commands"]
 
 console = Console(stderr=True)
@@ -162,7 +164,7 @@ def add_commands(sub) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--root", help="service root URI (default $ALRAY_SERVICE_ROOT, or "
                    "'service' next to the config's storage.uri)")
-    s.add_argument("--ingress", choices=["haproxy", "proxy"],
+    s.add_argument("--ingress", choices=sorted(INGRESS_ENV),
                    default=os.environ.get("ALRAY_SERVE_INGRESS", "haproxy"),
                    help="HTTP ingress of a Ray started here: HAProxy in front of replicas that "
                    "answer HTTP themselves, or Ray Serve's Python proxy (default "
