@@ -69,6 +69,13 @@ class PoolConfig(_Section):
         0.5, gt=0, description="CPU slots each decode task (one video or shard) holds; with the "
         "scoring actors' slots this bounds how many decode concurrently on a node."
     )
+    inflight_mb: int | None = Field(
+        None, ge=16, description="Object-store memory (MiB) the ingest pipeline's blocks in "
+        "flight may use; Ray Data pauses decoding while the embedding actors catch up. None: "
+        "32 decoded batches (pool.batch_frames at model.input_size), at least 512 MiB. Ray "
+        "Data's own default is half the object store, which a fast decoder fills when the model "
+        "is the bottleneck: peak memory then grows with the run's length until it does."
+    )
     s3_endpoint_url: str | None = Field(
         None, description="S3 endpoint for s3:// URIs (e.g. http://127.0.0.1:9000 for MinIO); "
         "None: AWS_ENDPOINT_URL from the environment, else AWS. Credentials come only from the "

@@ -21,6 +21,7 @@ import torch
 from alray import acquisition
 from alray.config import ProjectConfig
 from alray.pipeline.embed_actor import EmbedActor, actor_pool, model_for
+from alray.pipeline.ray_runtime import limit_inflight
 from alray.pipeline.score import PoolScores
 from alray.storage import Store
 from alray.storage.uri import is_remote, storage_options
@@ -58,6 +59,7 @@ def embed_frames(cfg: ProjectConfig, store: Store, checkpoint_uri: str | None, *
         scanner_options={"filter": where},
         num_cpus=0,  # reads hold no CPU slot, so they never starve the actor pool they feed
         storage_options=storage_options() if is_remote(store.uri) else None)
+    limit_inflight(ds, cfg)
     ds = ds.map_batches(
         EmbedActor,
         fn_constructor_kwargs={"model_cfg": cfg.model, "checkpoint_uri": checkpoint_uri,

@@ -9,7 +9,7 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,6 +18,7 @@ import ray
 
 from alray.config import ProjectConfig
 from alray.models import build_model
+from alray.pipeline.ray_runtime import limit_inflight
 from alray.sources import PoolListing, get_source
 from alray.sources.decode import decode_work_items
 from alray.storage import Store
@@ -119,6 +120,7 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
     # a video's first batch instead of waiting for its whole decode.
     frame_bytes = cfg.model.input_size ** 2 * cfg.model.in_channels
     ds.context.target_max_block_size = max(1 << 20, 2 * cfg.pool.batch_frames * frame_bytes)
+    limit_inflight(ds, cfg)
     ds = ds.map_batches(
         decode_work_items, fn_kwargs={"fmt": cfg.pool.format, "input_size": cfg.model.input_size,
                             "channels": cfg.model.in_channels, "env": env},
@@ -128,7 +130,7 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
         ds = _embed_stage(ds, cfg, checkpoint_uri, n_cls, store)
     sources: set[str] = set()
     t_write, t_first = 0.0, None
-    for batch in ds.iter_batches(batch_size=cfg.pool.batch_frames * 4, batch_format="numpy"):
+    for batch in _gather(ds, cfg.pool.batch_frames * 4):
         tw = time.perf_counter()
         t_first = tw - t0 if t_first is None else t_first
         summary.frames_added, summary.frames_present = _write(
@@ -159,6 +161,31 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
     log.info("ingest: %s", {k: v for k, v in summary.to_dict().items() if k != "failures"})
     log.debug("ingest stages:\n%s", ds.stats())
     return summary
+
+
+def _gather(ds: ray.data.Dataset, rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """The pipeline's blocks as they arrive, cut into batches of ``rows`` frames (the last
+    one shorter).
+
+    Whole blocks are pulled as each is done (``batch_size=None``) and joined here, so the
+    rows waiting for a write sit in the driver rather than in Ray Data's batcher and
+    prefetcher (prefetched bytes count against the object-store budget, ``pool.inflight_mb``).
+    """
+    held: list[dict[str, np.ndarray]] = []
+    count = 0
+    for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        held.append(block)
+        count += len(block["frame_id"])
+        if count < rows:
+            continue
+        joined = {k: np.concatenate([b[k] for b in held]) for k in held[0]}
+        cut = count - count % rows
+        for start in range(0, cut, rows):  # a block may hold several batches
+            yield {k: v[start: start + rows] for k, v in joined.items()}
+        held = [{k: v[cut:] for k, v in joined.items()}] if count > cut else []
+        count -= cut
+    if held:
+        yield {k: np.concatenate([b[k] for b in held]) for k in held[0]}
 
 
 def _decode_cpus(cfg: ProjectConfig) -> float:

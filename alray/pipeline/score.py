@@ -15,6 +15,7 @@ import torch
 from alray import acquisition
 from alray.config import ProjectConfig
 from alray.pipeline.embed_actor import actor_pool
+from alray.pipeline.ray_runtime import limit_inflight
 from alray.storage import Store, sql_list
 from alray.storage.uri import is_remote, storage_options
 
@@ -98,6 +99,7 @@ def score_pool(cfg: ProjectConfig, store: Store, checkpoint_uri: str, *, seed: i
         num_cpus=0,
         storage_options=storage_options() if is_remote(store.uri) else None,
     )
+    limit_inflight(ds, cfg)
     ds = ds.map_batches(
         ScoringActor,
         fn_constructor_kwargs={

@@ -75,3 +75,38 @@ def test_cli_ingest_json_summary(ray_session, tmp_path, video_dir, capsys):
     assert main(["ingest", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (out["frames_added"], out["frames_present"]) == (0, 8)
+
+
+def test_inflight_budget_sizing_and_a_tight_budget_still_streams(ray_session, tmp_path,
+                                                                  video_dir, frozen_weights):
+    from alray.pipeline.ray_runtime import inflight_bytes
+
+    cfg = video_config(tmp_path, video_dir)
+    assert inflight_bytes(cfg) == 512 << 20  # small frames: the floor
+    big = cfg.with_overrides(**{"model.input_size": 224, "pool.batch_frames": 512})
+    assert inflight_bytes(big) == 32 * 512 * 224 * 224 * 3  # 32 decoded batches
+    assert inflight_bytes(big.with_overrides(**{"pool.inflight_mb": 64})) == 64 << 20
+    # The smallest budget allowed, embedding on the way: it may slow the pipeline down,
+    # never stall it or drop frames.
+    tight = cfg.with_overrides(**{
+        "pool.inflight_mb": 16, "pool.batch_frames": 8, "pool.embed_on_ingest": True,
+        "model.freeze_backbone": True, "model.weights_uri": str(frozen_weights)})
+    s = ingest(tight, Store(tight.storage.uri))
+    assert (s.frames_added, s.failed) == (76, 0)
+    emb = Store(tight.storage.uri).read_frames(["embedding"])["embedding"]
+    assert emb.null_count == 0 and len(emb) == 76
+
+
+def test_gather_cuts_blocks_into_write_batches(ray_session):
+    import numpy as np
+    import ray
+
+    from alray.pipeline.ingest import _gather
+
+    ds = ray.data.range(103, override_num_blocks=3).map_batches(
+        lambda b: {"frame_id": b["id"], "x": b["id"] * 2})
+    batches = list(_gather(ds, 25))
+    assert [len(b["frame_id"]) for b in batches] == [25, 25, 25, 25, 3]
+    ids = np.concatenate([b["frame_id"] for b in batches])
+    assert sorted(ids.tolist()) == list(range(103))
+    assert all((b["x"] == b["frame_id"] * 2).all() for b in batches)  # columns stay aligned
