@@ -24,6 +24,8 @@ Usage::
 
     .venv/bin/python benchmarks/pipeline_throughput.py            # 10,000 and 100,000 frames
     .venv/bin/python benchmarks/pipeline_throughput.py --quick    # 2,000 and 10,000 frames
+    .venv/bin/python benchmarks/pipeline_throughput.py --architecture resnet18 --input-size 64
+    .venv/bin/python benchmarks/pipeline_throughput.py --inflight-mb 256   # pool.inflight_mb
 """
 
 from __future__ import annotations
@@ -216,6 +218,8 @@ def main() -> None:
     ap.add_argument("--architecture", default="mnist_cnn",
                     help="model.architecture (e.g. resnet18: a backbone heavier than decode)")
     ap.add_argument("--input-size", type=int, default=32, help="model.input_size")
+    ap.add_argument("--inflight-mb", type=int,
+                    help="pool.inflight_mb (default: alray's, sized from the decoded batch)")
     ap.add_argument("--no-rescore", action="store_true",
                     help="skip the re-scoring comparison (two more passes over the large pool)")
     args = ap.parse_args()
@@ -229,7 +233,7 @@ def main() -> None:
     from alray.config import ProjectConfig, RayConfig
     from alray.models import build_model
     from alray.pipeline.ingest import ingest
-    from alray.pipeline.ray_runtime import ensure_ray
+    from alray.pipeline.ray_runtime import ensure_ray, inflight_bytes
     from alray.pipeline.score import score_pool
     from alray.pipeline.train import _save
     from alray.sources.video import decode_video, video_task
@@ -260,7 +264,7 @@ def main() -> None:
             "model.embedding_dim": 128, "model.mc_samples": 20, "model.num_classes": 10,
             "model.dropout_p": 0.5, "acquisition.scoring_batch_size": 512,
             "acquisition.scoring_actors": max(1, (os.cpu_count() or 2)),
-            "acquisition.actor_cpus": 0.5})
+            "acquisition.actor_cpus": 0.5, "pool.inflight_mb": args.inflight_mb})
         torch.manual_seed(0)
         model = build_model(base.model, 10).eval()
         ckpt = str(work / "ckpt")
@@ -277,6 +281,7 @@ def main() -> None:
         bare_fps = len(images) / bare
         del images
         _emit(metric="bare_forward", n=large, architecture=args.architecture,
+              inflight_mb=inflight_bytes(base) >> 20,
               input_size=args.input_size, batch=batch, seconds=round(bare, 2),
               frames_per_s=round(bare_fps, 1), ratio=1.0, baseline="itself")
 
