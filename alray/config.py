@@ -70,8 +70,9 @@ class PoolConfig(_Section):
         "scoring actors' slots this bounds how many decode concurrently on a node."
     )
     inflight_mb: int | None = Field(
-        None, ge=16, description="Object-store memory (MiB) the ingest pipeline's blocks in "
-        "flight may use; Ray Data pauses decoding while the embedding actors catch up. None: "
+        None, ge=16, description="Object-store memory (MiB) the blocks in flight of one "
+        "pipeline (ingest, scoring, re-embedding) may use; Ray Data pauses decoding or reading "
+        "while the actors catch up. None: "
         "32 decoded batches (pool.batch_frames at model.input_size), at least 512 MiB. Ray "
         "Data's own default is half the object store, which a fast decoder fills when the model "
         "is the bottleneck: peak memory then grows with the run's length until it does."
