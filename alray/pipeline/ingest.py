@@ -18,7 +18,7 @@ import ray
 
 from alray.config import ProjectConfig
 from alray.models import build_model
-from alray.pipeline.ray_runtime import limit_inflight
+from alray.pipeline.ray_runtime import batch_bytes, limit_inflight
 from alray.sources import PoolListing, get_source
 from alray.sources.decode import decode_work_items
 from alray.storage import Store
@@ -118,8 +118,7 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
     ds = ray.data.from_items(listing.tasks, override_num_blocks=len(listing.tasks))
     # One block per decoded batch (not Ray Data's 128 MiB default): the embed stage starts on
     # a video's first batch instead of waiting for its whole decode.
-    frame_bytes = cfg.model.input_size ** 2 * cfg.model.in_channels
-    ds.context.target_max_block_size = max(1 << 20, 2 * cfg.pool.batch_frames * frame_bytes)
+    ds.context.target_max_block_size = max(1 << 20, 2 * batch_bytes(cfg))
     limit_inflight(ds, cfg)
     ds = ds.map_batches(
         decode_work_items, fn_kwargs={"fmt": cfg.pool.format, "input_size": cfg.model.input_size,

@@ -9,7 +9,7 @@ import ray
 
 from alray.config import ProjectConfig, RayConfig
 
-__all__ = ["ensure_ray", "inflight_bytes", "limit_inflight"]
+__all__ = ["batch_bytes", "ensure_ray", "inflight_bytes", "limit_inflight"]
 
 
 def ensure_ray(cfg: RayConfig | None = None) -> None:
@@ -28,6 +28,11 @@ def ensure_ray(cfg: RayConfig | None = None) -> None:
     ctx.enable_progress_bars = os.environ.get("ALRAY_PROGRESS", "0") == "1"
 
 
+def batch_bytes(cfg: ProjectConfig) -> int:
+    """Bytes of one decoded batch: ``pool.batch_frames`` frames at ``model.input_size``."""
+    return cfg.pool.batch_frames * cfg.model.input_size ** 2 * cfg.model.in_channels
+
+
 def inflight_bytes(cfg: ProjectConfig) -> int:
     """Object-store bytes a pipeline's blocks in flight may use: ``pool.inflight_mb``, or
     32 batches of ``pool.batch_frames`` frames at ``model.input_size`` and at least 512 MiB.
@@ -37,11 +42,10 @@ def inflight_bytes(cfg: ProjectConfig) -> int:
     """
     if cfg.pool.inflight_mb is not None:
         return cfg.pool.inflight_mb << 20
-    batch = cfg.pool.batch_frames * cfg.model.input_size ** 2 * cfg.model.in_channels
-    return max(512 << 20, 32 * batch)
+    return max(512 << 20, 32 * batch_bytes(cfg))
 
 
-def limit_inflight(ds: ray.data.Dataset, cfg: ProjectConfig) -> ray.data.Dataset:
+def limit_inflight(ds: ray.data.Dataset, cfg: ProjectConfig) -> None:
     """Cap the object-store memory ``ds`` (and the datasets derived from it) may fill.
 
     Ray Data's default budget is half the object store. When the model is slower than decoding
@@ -52,4 +56,3 @@ def limit_inflight(ds: ray.data.Dataset, cfg: ProjectConfig) -> ray.data.Dataset
     limits = ds.context.execution_options.resource_limits
     ds.context.execution_options.resource_limits = limits.copy(
         object_store_memory=inflight_bytes(cfg))
-    return ds
