@@ -39,6 +39,19 @@ class ServiceSettings(BaseSettings):
     url_expiry_s: int = Field(
         24 * 3600, ge=60, description="Lifetime of presigned/signed media URLs, in seconds.")
     max_page: int = Field(1000, ge=1, description="Largest selection page a client may ask for.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes "
+        "(413 beyond it); enforced by the app and configured into the HAProxy ingress.")
+    data_roots: str = Field(
+        "", description="Comma-separated URI prefixes (folders or s3:// prefixes) that projects "
+        "created over HTTP may read (pool.uri, model.weights_uri, manifest entries). Empty: "
+        "only locations under the folder of the config `alray serve` was started with.")
+    config_dir: str | None = Field(
+        None, description="Folder of the config `alray serve` was started with (set by the "
+        "command; the data root when ALRAY_DATA_ROOTS is empty).")
+    metrics_token: str = Field(
+        "", repr=False, description="Bearer token of GET /metrics. Set: /metrics requires it "
+        "and labels series by project. Empty: /metrics is open and gives aggregate series only.")
 
     @field_validator("service_root")
     @classmethod
