@@ -184,6 +184,11 @@ class TrainConfig(_Section):
     )
     workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel).")
     cpus_per_worker: float = Field(0.5, gt=0, description="CPUs reserved per training worker.")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        "PACK", description="How Ray places the training workers: 'PACK' fills one node first "
+        "(Ray's default), 'SPREAD' spreads them over nodes where it can, 'STRICT_SPREAD' puts "
+        "each on its own node (fails to start with fewer nodes than workers).",
+    )
     use_gpu: bool = Field(False, description="Train on GPUs (NCCL) instead of CPUs (gloo).")
     reinit_each_round: bool = Field(
         True, description="Start each round from fresh weights rather than last round's."

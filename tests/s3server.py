@@ -45,6 +45,7 @@ class S3Server:
     proc: subprocess.Popen
     workdir: str
     env: dict[str, str] = field(default_factory=dict)
+    cmd: list[str] = field(default_factory=list)
 
     def client(self):
         """A boto3 client for this server (path-style addressing)."""
@@ -65,12 +66,26 @@ class S3Server:
             body = src if isinstance(src, bytes) else Path(src).read_bytes()
             c.put_object(Bucket=bucket, Key=key, Body=body)
 
+    def kill(self) -> None:
+        """End the server process (its data stays in ``workdir``)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def restart(self, down_s: float = 0.0, timeout: float = 60) -> None:
+        """Kill the server, stay down ``down_s`` seconds, start it again on the same data
+        and ports, and wait until it answers."""
+        self.kill()
+        time.sleep(down_s)
+        self.proc = _spawn(self.cmd, self.workdir)
+        _wait(self.endpoint, self.proc, timeout)
+
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -93,15 +108,30 @@ def _wait(endpoint: str, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"S3 server at {endpoint} did not come up in {timeout}s")
 
 
-def start_s3_server(kind: str | None = None) -> S3Server:
-    """Start SeaweedFS (default) or moto on a free loopback port."""
+def _spawn(cmd: list[str], workdir: str) -> subprocess.Popen:
+    log = open(Path(workdir) / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
+    # Its own process group: a test's ^C does not reach it before the fixture stops it.
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                            start_new_session=True)
+
+
+def start_s3_server(kind: str | None = None, *, host: str = "127.0.0.1",
+                    netns: str | None = None, port: int | None = None) -> S3Server:
+    """Start SeaweedFS (default) or moto on a free port of ``host``.
+
+    Args:
+        kind: 'seaweedfs' or 'moto' (default: ``ALRAY_TEST_S3``, else 'seaweedfs').
+        host: The address the server binds and is reached at (loopback by default).
+        netns: Run the server inside this network namespace (``ip netns exec``); ``host`` is
+            then that namespace's address.
+        port: The S3 port (default: a free one).
+    """
     # SeaweedFS (checks SigV4 signatures) unless moto is asked for by name: a missing `weed`
     # binary fails loudly instead of quietly weakening the signature tests.
     kind = kind or os.environ.get("ALRAY_TEST_S3", "seaweedfs")
-    port = free_port()
+    port = port or free_port()
     work = tempfile.mkdtemp(prefix="alray-s3-")
-    endpoint = f"http://127.0.0.1:{port}"
-    log = open(Path(work) / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    endpoint = f"http://{host}:{port}"
     if kind == "seaweedfs":
         cfg = {"identities": [{"name": "alray", "credentials": [
             {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
@@ -109,19 +139,21 @@ def start_s3_server(kind: str | None = None) -> S3Server:
         (Path(work) / "s3.json").write_text(json.dumps(cfg))
         data = Path(work) / "data"
         data.mkdir()
-        cmd = [_bin("weed") or "weed", "mini", f"-dir={data}", "-ip=127.0.0.1",
-               "-ip.bind=127.0.0.1", f"-s3.port={port}", f"-s3.config={work}/s3.json",
+        cmd = [_bin("weed") or "weed", "mini", f"-dir={data}", f"-ip={host}",
+               f"-ip.bind={host}", f"-s3.port={port}", f"-s3.config={work}/s3.json",
                f"-master.port={free_port()}", f"-volume.port={free_port()}",
                f"-filer.port={free_port()}"]
     elif kind == "moto":
-        cmd = [_bin("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(port)]
+        cmd = [_bin("moto_server") or "moto_server", "-H", host, "-p", str(port)]
     else:
         raise ValueError(f"ALRAY_TEST_S3={kind!r}: expected 'seaweedfs' or 'moto'")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    proc = _spawn(cmd, work)
     _wait(endpoint, proc, 60)
     env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": "us-east-1"}
-    server = S3Server(endpoint=endpoint, kind=kind, proc=proc, workdir=work, env=env)
+    server = S3Server(endpoint=endpoint, kind=kind, proc=proc, workdir=work, env=env, cmd=cmd)
     _wait_bucket_ops(server)
     return server
 

@@ -214,6 +214,7 @@ def train_round(cfg: ProjectConfig, store: Store, round_n: int, *, seed: int,
         train_loop_config={**config, "data": ray.put(data)},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu,
+            placement_strategy=cfg.train.placement_strategy,
             resources_per_worker={"CPU": cfg.train.cpus_per_worker,
                                   **({"GPU": 1} if cfg.train.use_gpu else {})}),
         run_config=RunConfig(name=name, storage_path=root,
