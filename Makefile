@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 
-.PHONY: install test demo lint bench bench-selection bench-pipeline bench-serve clean
+.PHONY: install test test-cluster demo lint bench bench-selection bench-pipeline bench-serve clean
 
 install: $(BIN)/alray
 
@@ -15,7 +15,11 @@ $(BIN)/alray: pyproject.toml
 	@touch $(BIN)/alray
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests -m "not cluster"
+
+# Multi-host tests on network namespaces (root, iproute2): S3, a Ray head, two worker hosts.
+test-cluster: install
+	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
 demo: install
 	$(BIN)/alray compare $(CONFIG) --strategies random,bald --seeds 3 --out runs/demo
