@@ -20,9 +20,10 @@ console = Console()
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from alray.runner import learning_curve, run_project
+    from alray.storage.uri import join
 
     cfg = load_config(args.config)
-    store_uri = str(Path(args.out) / "store") if args.out else None
+    store_uri = join(args.out, "store") if args.out else None  # a folder or s3:// prefix
 
     def show(rec: dict) -> None:
         m, d = rec["metrics"], rec["diagnostics"]
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config")
     r.add_argument("--strategy", help="override acquisition.strategy")
     r.add_argument("--seed", type=int, help="override seed")
-    r.add_argument("--out", help="store folder (default: storage.uri)")
+    r.add_argument("--out", help="where the store goes: OUT/store, a folder or under an s3:// "
+                   "prefix (default: storage.uri)")
     r.add_argument("--json", action="store_true", help="print the learning curve as JSON")
     r.set_defaults(func=_cmd_run)
 

@@ -1,7 +1,8 @@
 """Compare strategies side by side over several seeds (``alray compare``).
 
-Every (strategy, seed) run is a Ray task with its own store under ``OUT/runs/``; runs that were
-interrupted resume from their store. Outputs: ``summary.json``, ``learning_curve.csv`` and
+Every (strategy, seed) run is a Ray task with its own store under ``OUT/runs/`` (under
+``storage.uri``/runs/ when that is an ``s3://`` URI); runs that were interrupted resume from
+their store. Outputs: ``summary.json``, ``learning_curve.csv`` and
 ``learning_curve.png``.
 """
 
@@ -19,6 +20,7 @@ import ray
 
 from alray.config import ProjectConfig
 from alray.pipeline.ray_runtime import ensure_ray
+from alray.storage.uri import is_remote, join
 
 __all__ = ["THRESHOLDS", "build_summary", "compare", "labels_to_accuracy", "plot_summary"]
 
@@ -116,7 +118,11 @@ def compare(cfg: ProjectConfig, strategies: list[str], seeds: list[int], out: Pa
     jobs = {}
     for strategy in strategies:
         for seed in seeds:
-            store = str((out / "runs" / f"{strategy.replace(':', '-')}-seed{seed}").resolve())
+            name = f"{strategy.replace(':', '-')}-seed{seed}"
+            # An object-store storage.uri holds every run's store (any host can reach it);
+            # otherwise the stores sit under OUT/runs/ on this machine.
+            store = (join(cfg.storage.uri, "runs", name) if is_remote(cfg.storage.uri)
+                     else str((out / "runs" / name).resolve()))
             jobs[_run_one.remote(cfg, strategy, seed, store)] = (strategy, seed)
     curves: dict[str, dict[int, list[dict]]] = {s: {} for s in strategies}
     pending = list(jobs)
