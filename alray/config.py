@@ -136,6 +136,14 @@ class ModelConfig(_Section):
     )
     dropout_p: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout probability of the head.")
     mc_samples: int = Field(20, ge=1, description="MC-dropout samples T per frame when scoring.")
+    mc_layers: Literal["head", "all"] = Field(
+        "head", description="Where MC dropout acts. 'head': on the backbone's features only; "
+        "the backbone runs once per frame and, with freeze_backbone, scoring re-uses stored "
+        "embeddings. 'all': also after both conv blocks, as BatchBALD's reference MNIST CNN "
+        "(mnist_cnn only); the backbone is stochastic, so scoring runs the whole model T times "
+        "per frame and never scores from stored embeddings. Either way, one scoring pass "
+        "draws its T masks once (seeded) and shares them across all frames.",
+    )
     input_size: int = Field(28, ge=8, description="Square input side in pixels.")
     in_channels: int = Field(1, description="Input channels (1 for grayscale, 3 for RGB).")
     num_classes: int | None = Field(
@@ -148,8 +156,9 @@ class ModelConfig(_Section):
         False, description="Keep the backbone fixed so embeddings are computed once, stored in "
         "frames.embedding and re-used: later rounds re-score from the stored embeddings with the "
         "head alone, never touching pixels (give pretrained weights in model.weights_uri, or the "
-        "backbone differs per round and the cache is rebuilt). False: the backbone trains, so "
-        "every re-scoring re-embeds the pixels."
+        "backbone differs per round and the cache is rebuilt). A frozen backbone stays in eval "
+        "mode while the head trains (batch-norm statistics do not move). False: the backbone "
+        "trains, so every re-scoring re-embeds the pixels."
     )
 
 

@@ -23,7 +23,7 @@ from alray.config import ProjectConfig
 from alray.diagnostics import class_balance, score_gap, topk_overlap
 from alray.labels import LabelItem, submit_labels
 from alray.pipeline.dedup import collapse, non_representatives, save_duplicates
-from alray.pipeline.score import score_pool
+from alray.pipeline.score import score_frames
 from alray.pipeline.select import mark_selected, pick, selected_in_round
 from alray.pipeline.train import train_round
 from alray.stopping import stop_reason
@@ -222,9 +222,9 @@ class RoundController:
             keep = np.concatenate([np.flatnonzero(status != "unlabeled"),
                                    rng.choice(unl, min(pool, unl.size), replace=False)])
             candidates = t["frame_id"].take(np.sort(keep)).to_pylist()
-        scored = score_pool(self.cfg, self.store, prev["checkpoint_uri"], seed=self.seed +
-                            rec["round"], want_probs=self._needs_probs(needs),
-                            candidate_ids=candidates)
+        scored = score_frames(self.cfg, self.store, prev["checkpoint_uri"], seed=self.seed +
+                              rec["round"], want_probs=self._needs_probs(needs),
+                              candidate_ids=candidates)
         # Both sides are sorted by frame_id: map scored frames to table rows without a loop.
         table_ids = np.asarray(t["frame_id"].to_pylist(), dtype=str)
         rows = np.searchsorted(table_ids, scored.frame_ids.astype(str))
@@ -244,6 +244,7 @@ class RoundController:
                 pa.array(scored.embeddings.reshape(-1)), scored.embeddings.shape[1])
         self.store.update_frames(pa.table(update))
         rec["diagnostics"]["embedding_cache"] = bool(scored.timing.get("cached"))
+        rec["diagnostics"]["mc_masks"] = scored.mc_masks  # the pass's seeded dropout masks
         rec["diagnostics"]["embedded_frames"] = int(scored.timing.get("embedded", len(rows)))
         self._scored = self._collapse_duplicates(rec, scored, t, rows, labeled)
         return S.SELECTING

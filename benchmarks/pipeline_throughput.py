@@ -179,14 +179,16 @@ def bare_forward(model, images: list[bytes], side: int, batch: int, samples: int
     import torch
 
     from alray import acquisition
+    from alray.models import draw_masks, head_probs
     from alray.models.tensors import images_to_tensor
 
     torch.set_num_threads(os.cpu_count() or 1)
+    masks = draw_masks(model, samples, 0)
     t0 = time.perf_counter()
     with torch.no_grad():
         for s in range(0, len(images), batch):  # batches of frames
             x = images_to_tensor(images[s: s + batch], side, side, 3)
-            acquisition.score("bald", model.head(model.features(x), samples))
+            acquisition.score("bald", head_probs(model, model.features(x), masks))
     return time.perf_counter() - t0
 
 
@@ -231,11 +233,10 @@ def main() -> None:
     import torch
 
     from alray.config import ProjectConfig, RayConfig
-    from alray.models import build_model
+    from alray.models import build_model, save_checkpoint
     from alray.pipeline.ingest import ingest
     from alray.pipeline.ray_runtime import ensure_ray, inflight_bytes
-    from alray.pipeline.score import score_pool
-    from alray.pipeline.train import _save
+    from alray.pipeline.score import score_frames
     from alray.sources.video import decode_video, video_task
     from alray.storage import Store
     from tests.s3server import start_s3_server
@@ -268,7 +269,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(base.model, 10).eval()
         ckpt = str(work / "ckpt")
-        _save(model.state_dict(), 10, ckpt)
+        save_checkpoint(model.state_dict(), 10, ckpt)
 
         # Baseline: the model alone on the large pool's frames, already in memory.
         images = []
@@ -343,13 +344,13 @@ def main() -> None:
         cfg, store = stores["large"]
         frozen = cfg.with_overrides(**{"model.freeze_backbone": True})
         t0 = time.perf_counter()
-        cold = score_pool(frozen, store, ckpt, seed=1, want_probs=False)  # fills the cache
+        cold = score_frames(frozen, store, ckpt, seed=1, want_probs=False)  # fills the cache
         cold_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cached = score_pool(frozen, store, ckpt, seed=2, want_probs=False)
+        cached = score_frames(frozen, store, ckpt, seed=2, want_probs=False)
         cached_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        fresh = score_pool(cfg, store, ckpt, seed=2, want_probs=False)  # trainable: re-embeds
+        fresh = score_frames(cfg, store, ckpt, seed=2, want_probs=False)  # trainable: re-embeds
         fresh_s = time.perf_counter() - t0
         same = bool(np.allclose(cached.embeddings, fresh.embeddings, rtol=1e-4, atol=1e-5))
         _emit(metric="rescore_cached", n=len(cached.frame_ids), seconds=round(cached_s, 3),

@@ -22,6 +22,7 @@ from alray.pipeline.ray_runtime import batch_bytes, limit_inflight
 from alray.sources import PoolListing, get_source
 from alray.sources.decode import decode_work_items
 from alray.storage import Store
+from alray.storage.schema import FrameStatus
 
 __all__ = ["IngestSummary", "assign_splits", "ingest"]
 
@@ -196,28 +197,10 @@ def _decode_cpus(cfg: ProjectConfig) -> float:
 
 
 def _embed_stage(ds, cfg: ProjectConfig, checkpoint_uri: str | None, n_cls: int, store: Store):
-    """Add the actor-pool stage that embeds (and with a checkpoint, scores) decoded frames."""
-    from alray.pipeline.embed_actor import EmbedActor, actor_pool, model_for
-    from alray.pipeline.embed_cache import CACHE_KEY, backbone_fingerprint
+    """Add the scoring stage: embeddings (and with a checkpoint, scores) of decoded frames."""
+    from alray.pipeline.score import score_stream
 
-    acq = cfg.acquisition
-    fp = backbone_fingerprint(model_for(cfg.model, checkpoint_uri, n_cls, cfg.seed))
-    if cfg.model.freeze_backbone:
-        cached = store.get_meta(CACHE_KEY)
-        # New frames get this backbone's embeddings: the cache holds only if it is the same one.
-        if cached is None and not store.has_frames():
-            store.set_meta(CACHE_KEY, fp)
-        elif cached != fp:
-            store.set_meta(CACHE_KEY, None)
-    return ds.map_batches(
-        EmbedActor,
-        fn_constructor_kwargs={
-            "model_cfg": cfg.model, "checkpoint_uri": checkpoint_uri, "num_classes": n_cls,
-            "score_name": acq.score if checkpoint_uri else None, "seed": cfg.seed,
-            "device": "cuda" if acq.actor_gpus > 0 else "cpu"},
-        batch_size=acq.scoring_batch_size,
-        compute=actor_pool(acq.scoring_actors),
-        num_cpus=acq.actor_cpus, num_gpus=acq.actor_gpus or None)
+    return score_stream(ds, cfg, store, checkpoint_uri, n_cls)
 
 
 def _write(store: Store, b: dict[str, np.ndarray], cfg: ProjectConfig, dim: int,
@@ -235,7 +218,8 @@ def _write(store: Store, b: dict[str, np.ndarray], cfg: ProjectConfig, dim: int,
         "frame_index": b["frame_index"],
         "timestamp_ms": b["timestamp_ms"],
         "split": pa.array(split, pa.string()),
-        "status": pa.array(np.where(failed, "failed", "unlabeled").astype(object), pa.string()),
+        "status": pa.array(np.where(failed, FrameStatus.FAILED, FrameStatus.UNLABELED)
+                           .astype(object), pa.string()),
         "label": pa.nulls(n, pa.int64()),
         "selected_round": pa.nulls(n, pa.int64()),
         "labeled_round": pa.nulls(n, pa.int64()),

@@ -9,7 +9,10 @@ import ray
 
 from alray.config import ProjectConfig, RayConfig
 
-__all__ = ["batch_bytes", "ensure_ray", "inflight_bytes", "limit_inflight"]
+__all__ = ["batch_bytes", "ensure_ray", "frames_dataset", "inflight_bytes", "limit_inflight"]
+
+#: The columns the scoring actor reads.
+IMAGE_COLUMNS = ["frame_id", "image", "height", "width", "channels"]
 
 
 def ensure_ray(cfg: RayConfig | None = None) -> None:
@@ -56,3 +59,19 @@ def limit_inflight(ds: ray.data.Dataset, cfg: ProjectConfig) -> None:
     limits = ds.context.execution_options.resource_limits
     ds.context.execution_options.resource_limits = limits.copy(
         object_store_memory=inflight_bytes(cfg))
+
+
+def frames_dataset(cfg: ProjectConfig, store, where: str) -> ray.data.Dataset:
+    """The stored frames matching ``where`` (pushed down into the Lance scan) as a Ray
+    dataset of :data:`IMAGE_COLUMNS`, capped by :func:`limit_inflight`.
+
+    Reads hold no CPU slot: actor pools of concurrent runs can then never starve the reads
+    that feed them (a deadlock seen with 3 concurrent runs on 2 CPUs).
+    """
+    from alray.storage.uri import is_remote, storage_options
+
+    ds = ray.data.read_lance(
+        store.frames_uri(), columns=IMAGE_COLUMNS, scanner_options={"filter": where},
+        num_cpus=0, storage_options=storage_options() if is_remote(store.uri) else None)
+    limit_inflight(ds, cfg)
+    return ds

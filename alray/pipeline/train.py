@@ -7,7 +7,6 @@ parallelism: DDP over gloo on CPU, NCCL on GPU); rank 0 writes the checkpoint.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -19,10 +18,11 @@ import numpy as np
 import ray
 import torch
 
-from alray.config import ModelConfig, ProjectConfig, TrainConfig
-from alray.models import build_model
+from alray.config import ProjectConfig, TrainConfig
+from alray.models import build_model, load_checkpoint, save_checkpoint
 from alray.models.tensors import images_to_tensor
-from alray.storage.uri import is_remote, join, read_bytes, resolve
+from alray.storage.schema import FrameStatus, Split
+from alray.storage.uri import is_remote, join, resolve
 
 if TYPE_CHECKING:  # the store stack (LanceDB) stays out of scoring actors' imports
     from alray.storage import Store
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the store stack (LanceDB) stays out of scoring actors' impo
 __all__ = ["TrainResult", "evaluate", "load_checkpoint", "load_split", "train_round"]
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FILE = "model.pt"
 _METRIC_KEYS = ("val_accuracy", "test_accuracy", "train_accuracy", "epochs", "steps", "world_size",
                 "labels", "train_seconds")
 
@@ -106,7 +105,7 @@ def _fit(config: dict, *, rank: int = 0, world: int = 1, device: str | torch.dev
     t0 = time.perf_counter()
     for epoch in range(tcfg.max_epochs):
         epochs = epoch + 1
-        model.train()
+        model.train()  # a frozen backbone stays in eval mode: batch-norm stats never move
         order = torch.randperm(n, generator=gen)
         if per_epoch > n:  # small sets: sample with replacement up to epoch_samples
             order = torch.cat([order, torch.randint(n, (per_epoch - n,), generator=gen)])
@@ -139,15 +138,6 @@ def _fit(config: dict, *, rank: int = 0, world: int = 1, device: str | torch.dev
     return metrics, best_state
 
 
-def _save(state: dict, num_classes: int, folder: str) -> None:
-    fs, path = resolve(folder)
-    fs.create_dir(path, recursive=True)
-    buf = io.BytesIO()
-    torch.save({"state_dict": state, "num_classes": num_classes}, buf)
-    with fs.open_output_stream(f"{path}/{CHECKPOINT_FILE}") as f:
-        f.write(buf.getvalue())
-
-
 def _train_loop(config: dict) -> None:
     """Ray Train worker loop (runs on every worker); rank 0 reports the checkpoint."""
     import ray.train
@@ -160,17 +150,9 @@ def _train_loop(config: dict) -> None:
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
         if rank == 0:
-            _save(state, config["num_classes"], d)
+            save_checkpoint(state, config["num_classes"], d)
             checkpoint = ray.train.Checkpoint.from_directory(d)
         ray.train.report(metrics, checkpoint=checkpoint)
-
-
-def load_checkpoint(uri: str, model_cfg: ModelConfig):
-    """Rebuild the classifier saved at a round's checkpoint URI (a folder)."""
-    blob = torch.load(io.BytesIO(read_bytes(join(uri, CHECKPOINT_FILE))), map_location="cpu")
-    model = build_model(model_cfg, blob["num_classes"])
-    model.load_state_dict(blob["state_dict"])
-    return model
 
 
 def train_round(cfg: ProjectConfig, store: Store, round_n: int, *, seed: int,
@@ -183,11 +165,13 @@ def train_round(cfg: ProjectConfig, store: Store, round_n: int, *, seed: int,
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    x_tr, y_tr, _ = load_split(store, "split = 'pool' AND status = 'labeled'")
+    from alray.storage.store import frame_filter
+
+    x_tr, y_tr, _ = load_split(store, frame_filter(split=Split.POOL, status=FrameStatus.LABELED))
     if len(y_tr) == 0:
         raise ValueError("no labeled frames to train on (label the seed set first)")
-    x_val, y_val, _ = load_split(store, "split = 'val'", "ground_truth")
-    x_te, y_te, _ = load_split(store, "split = 'test'", "ground_truth")
+    x_val, y_val, _ = load_split(store, frame_filter(split=Split.VAL), "ground_truth")
+    x_te, y_te, _ = load_split(store, frame_filter(split=Split.TEST), "ground_truth")
     classes = store.get_meta("classes") or []
     num_classes = cfg.model.num_classes or max(len(classes), int(y_tr.max()) + 1, 2)
     init_state = None
@@ -202,7 +186,7 @@ def train_round(cfg: ProjectConfig, store: Store, round_n: int, *, seed: int,
     if cfg.train.backend == "local":
         metrics, state = _fit({**config, "data": data})
         uri = join(store.uri, "checkpoints", name)
-        _save(state, num_classes, uri)
+        save_checkpoint(state, num_classes, uri)
         metrics["fit_seconds"] = time.perf_counter() - t0
         log.info("round %d trained locally: %s", round_n, metrics)
         return TrainResult(checkpoint_uri=uri, metrics=metrics)

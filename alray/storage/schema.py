@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import pyarrow as pa
 
 __all__ = [
     "FRAME_STATUSES",
+    "FrameStatus",
+    "Split",
     "SPLITS",
     "frames_schema",
     "GROUND_TRUTH_SCHEMA",
@@ -14,8 +18,26 @@ __all__ = [
     "ROUNDS_SCHEMA",
 ]
 
-SPLITS = ("pool", "val", "test")
-FRAME_STATUSES = ("unlabeled", "selected", "labeled", "failed")
+
+class Split(StrEnum):
+    """Which part of the data a frame belongs to (val/test are never offered to a strategy)."""
+
+    POOL = "pool"
+    VAL = "val"
+    TEST = "test"
+
+
+class FrameStatus(StrEnum):
+    """A frame's label state: ``unlabeled → selected → labeled``; ``failed`` did not decode."""
+
+    UNLABELED = "unlabeled"
+    SELECTED = "selected"
+    LABELED = "labeled"
+    FAILED = "failed"
+
+
+SPLITS = tuple(s.value for s in Split)
+FRAME_STATUSES = tuple(s.value for s in FrameStatus)
 
 
 def frames_schema(embedding_dim: int) -> pa.Schema:

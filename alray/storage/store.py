@@ -21,7 +21,7 @@ from lancedb.index import BTree
 from alray.storage import schema as S
 from alray.storage.uri import is_remote, join, resolve, storage_options
 
-__all__ = ["Store", "sql_list"]
+__all__ = ["SCORABLE", "Store", "frame_filter", "sql_list"]
 
 
 def sql_list(values: Iterable[Any]) -> str:
@@ -33,6 +33,32 @@ def sql_list(values: Iterable[Any]) -> str:
         else:
             out.append(str(int(v)))
     return "(" + ", ".join(out) + ")"
+
+
+def _statuses(status: S.FrameStatus | Iterable[S.FrameStatus]) -> list[str]:
+    return [S.FrameStatus(status).value] if isinstance(status, str) else [
+        S.FrameStatus(x).value for x in status]
+
+
+def frame_filter(*, split: S.Split | None = None,
+                 status: S.FrameStatus | Iterable[S.FrameStatus] | None = None,
+                 exclude: S.FrameStatus | Iterable[S.FrameStatus] | None = None,
+                 also: str | None = None) -> str:
+    """The SQL filter over ``frames`` for a split, statuses (one of ``status``, none of
+    ``exclude``) and an extra clause ``also``, e.g.
+    ``frame_filter(split=Split.POOL, exclude=FrameStatus.FAILED)``."""
+    parts = [f"split = '{S.Split(split).value}'"] if split is not None else []
+    if status is not None:
+        parts.append(f"status IN {sql_list(_statuses(status))}")
+    if exclude is not None:
+        parts.append(f"status NOT IN {sql_list(_statuses(exclude))}")
+    if also:
+        parts.append(f"({also})")
+    return " AND ".join(parts) or "TRUE"
+
+
+#: Pool frames a model can score: decoded (not failed), whatever their label state.
+SCORABLE = frame_filter(split=S.Split.POOL, exclude=S.FrameStatus.FAILED)
 
 
 class Store:
@@ -121,6 +147,11 @@ class Store:
 
     def count_frames(self, where: str | None = None) -> int:
         return self.frames.count_rows(where) if where else self.frames.count_rows()
+
+    def count_status(self, status: S.FrameStatus | Iterable[S.FrameStatus], *,
+                     split: S.Split | None = None) -> int:
+        """Frames in ``split`` (all splits: None) whose status is one of ``status``."""
+        return self.count_frames(frame_filter(split=split, status=status))
 
     def tag_frames(self, name: str) -> None:
         """Tag the current version of ``frames`` (e.g. ``round-3``); re-tagging moves it."""
