@@ -119,8 +119,13 @@ class Cluster:
         return [f"w{i + 1}" for i in range(self.workers)]
 
     def env(self) -> dict[str, str]:
-        """The AWS settings every process of the cluster (and the driver) uses."""
-        return dict(self.s3.env)
+        """What every process of the cluster, and the driver, has in its environment: the S3
+        endpoint and credentials, and Ray's token auth off by name. Left unset, each Ray
+        process turns it on if ``~/.ray/auth_token`` exists, a file any local ``ray.init()`` on
+        the machine may create at any moment: hosts started before and after it would disagree.
+        (A per-cluster token needs it in the driver's environment before Ray first loads its
+        config in the process, which pytest's imports do.)"""
+        return {**self.s3.env, "RAY_AUTH_MODE": "disabled"}
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> Cluster:
@@ -161,7 +166,7 @@ class Cluster:
                  "--dashboard-agent-grpc-port": 6384, "--runtime-env-agent-port": 6385}
         if host is None:
             ports = {k: free_port() for k in ports}
-        env = {**os.environ, **self.s3.env, **HEALTH_ENV, "RAY_USAGE_STATS_ENABLED": "0",
+        env = {**os.environ, **self.env(), **HEALTH_ENV, "RAY_USAGE_STATS_ENABLED": "0",
                "ALRAY_PROGRESS": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         if host is not None:  # torch.distributed's gloo: the host's own interface, as in a pod
             env["GLOO_SOCKET_IFNAME"] = host.dev

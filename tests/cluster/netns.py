@@ -207,7 +207,7 @@ def _teardown(netns: list[str], links: list[str]) -> list[str]:
     for link in reversed(links):  # veths vanish with their namespace; the bridge goes last
         if ip("link", "show", link, check=False).returncode == 0:
             res = ip("link", "del", link, check=False)
-            if res.returncode != 0:
+            if res.returncode != 0 and "Cannot find device" not in res.stderr:  # gone meanwhile
                 problems.append(f"ip link del {link}: {res.stderr.strip()}")
     return problems
 
