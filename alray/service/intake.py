@@ -6,6 +6,11 @@ requests with the same ``(source, overwrite)``, and hands each request its own r
 outcome equals processing the requests one by one in arrival order (an idempotency key or a
 label accepted earlier in the combined batch is seen by the later items), while 50 clients
 cost a few LanceDB commits instead of 50.
+
+One request never fails another's: when a combined write fails, each of its requests is
+written again alone, in order, so only the request whose write fails on its own gets the
+error. (A write that failed between the audit log and the frames commit is completed by the
+retry: see :func:`~alray.labels.submit_labels`.)
 """
 
 from __future__ import annotations
@@ -99,17 +104,26 @@ class LabelIntake:
             stop = start
             while stop < len(batch) and (batch[stop].source, batch[stop].overwrite) == key:
                 stop += 1
-            run = batch[start:stop]
-            try:
-                results = submit_labels(self.store, [i for r in run for i in r.items],
-                                        source=key[0], overwrite=key[1],
-                                        num_classes=num_classes)
-            except Exception as err:  # every request of the run gets the error
-                for r in run:
-                    r.future.set_exception(err)
-            else:
-                at = 0
-                for r in run:
-                    r.future.set_result(results[at:at + len(r.items)])
-                    at += len(r.items)
+            self._write_run(batch[start:stop], num_classes)
             start = stop
+
+    def _write_run(self, run: list[_Request], num_classes: int | None) -> None:
+        """Write requests of one ``(source, overwrite)`` in one commit; if that fails, write
+        them one by one."""
+        source, overwrite = run[0].source, run[0].overwrite
+        try:
+            results = submit_labels(self.store, [i for r in run for i in r.items],
+                                    source=source, overwrite=overwrite, num_classes=num_classes)
+        except Exception as err:
+            if len(run) == 1:
+                run[0].future.set_exception(err)
+                return
+            log.warning("group commit of %d label requests failed (%s: %s); writing each "
+                        "alone", len(run), type(err).__name__, err)
+            for r in run:
+                self._write_run([r], num_classes)
+            return
+        at = 0
+        for r in run:
+            r.future.set_result(results[at:at + len(r.items)])
+            at += len(r.items)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import logging
+import time
 
 import ray
 from fastapi import APIRouter
@@ -11,8 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from alray.labels import LabelItem, LabelResult
-from alray.service.deps import Auth, ProjectDep, StateDep
-from alray.service.errors import Invalid
+from alray.labels import resolve_label as _resolve
+from alray.service.deps import Auth, LabelScope, ProjectDep, StateDep
+from alray.service.errors import Invalid, Unavailable
 from alray.service.metrics import LABELS_RECEIVED
 from alray.service.schemas import LabelIn, LabelOut, LabelsPublic, LabelsSubmit, LabelStudioEvent
 from alray.service.state import Project, ServiceState
@@ -26,36 +31,31 @@ _CONFLICT = {409: {"model": LabelsPublic, "description": "some items conflict wi
 
 async def store_labels(state: ServiceState, p: Project, labels: list[LabelIn], *, source: str,
                        overwrite: bool) -> LabelsPublic:
-    """Resolve class names, submit to the label writer, and count; one result per item."""
+    """Resolve class names, submit to the label writer, and count; one result per item.
+
+    Only labels in ``[0, num_classes)`` reach the writer (the schema already refused what is
+    not an integer or a string); the others are ``rejected`` here.
+    """
     classes = p.classes() if p.classes_known() else await run_in_threadpool(p.classes)
     index = {c: i for i, c in enumerate(classes)}
+    num_classes = p.num_classes()
     items: list[LabelItem] = []
     results: list[LabelResult | None] = []
     rejected_events = []
     for it in labels:  # request items, bounded by the schema (≤ 10,000)
-        label = it.label
-        if isinstance(label, str):
-            label = index.get(label, int(label) if label.isdigit() else None)
-        if label is None:
-            results.append(LabelResult(it.frame_id, "rejected",
-                                       f"label {it.label!r} is not a class of this project "
-                                       f"({', '.join(classes) or 'none ingested yet'})"))
+        label, reason = _resolve(it.label, index, num_classes)
+        if reason is not None:
+            results.append(LabelResult(it.frame_id, "rejected", reason))
             rejected_events.append({"frame_id": it.frame_id, "label": None,
                                     "idempotency_key": it.idempotency_key, "source": source,
                                     "accepted": False, "reason": results[-1].reason})
         else:
-            items.append(LabelItem(it.frame_id, int(label), it.idempotency_key))
+            items.append(LabelItem(it.frame_id, label, it.idempotency_key))
             results.append(None)
     if not (p.frames_known() or await run_in_threadpool(p.has_frames)):
         raise Invalid(f"project {p.name!r} has no frames yet (ingest first)")
-    kwargs = {"source": source, "overwrite": overwrite, "num_classes": p.num_classes(),
-              "rejected": rejected_events}
-    try:
-        judged = await state.writer().submit.remote(p.cfg.storage.uri, items, **kwargs)
-    except ray.exceptions.RayActorError:  # the writer died (and restarts): retry once; a
-        # batch it had committed comes back as duplicates, never twice
-        log.warning("label writer is gone; retrying the batch on a new one")
-        judged = await state.writer(renew=True).submit.remote(p.cfg.storage.uri, items, **kwargs)
+    judged = await _submit(state, p.cfg.storage.uri, items, source=source, overwrite=overwrite,
+                           num_classes=num_classes, rejected=rejected_events)
     judged_iter = iter(judged)
     out = [r if r is not None else next(judged_iter) for r in results]
     counts = {s: 0 for s in ("accepted", "duplicate", "conflict", "rejected")}
@@ -68,6 +68,36 @@ async def store_labels(state: ServiceState, p: Project, labels: list[LabelIn], *
                                                     reason=r.reason) for r in out])
 
 
+async def _submit(state: ServiceState, storage_uri: str, items: list[LabelItem], **kwargs
+                  ) -> list[LabelResult]:
+    """Hand ``items`` to the label writer; while it is gone (crashed, restarting), retry with
+    exponential backoff for ``label_writer_retry_s``, then refuse with 503.
+
+    A retry is safe: a batch the dead writer had committed comes back as duplicates (by
+    idempotency key, or by the frame already having that label), never stored twice.
+
+    Raises:
+        Unavailable: the writer did not come back in time (503).
+    """
+    budget = state.settings.label_writer_retry_s
+    deadline = time.monotonic() + budget
+    delay, renew, tries = 0.05, False, 0
+    while True:
+        try:
+            return await state.writer(renew=renew).submit.remote(storage_uri, items, **kwargs)
+        except ray.exceptions.RayActorError as err:
+            tries += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error("label writer unavailable after %d tries: %s", tries, err)
+                raise Unavailable(f"the label writer is unavailable (tried {tries} times in "
+                                  f"{budget:g}s); retry the request later, idempotency keys "
+                                  "make that safe", retry_after_s=5) from None
+            log.warning("label writer is gone (try %d); retrying in %.2fs", tries, delay)
+            await asyncio.sleep(min(delay, left))
+            delay, renew = min(delay * 2, 2.0), True
+
+
 def _respond(res: LabelsPublic) -> LabelsPublic | JSONResponse:
     if res.conflict:
         return JSONResponse(res.model_dump(), 409)
@@ -75,7 +105,7 @@ def _respond(res: LabelsPublic) -> LabelsPublic | JSONResponse:
 
 
 @router.post("/labels", response_model=LabelsPublic, responses={404: {}, 422: {}, **_CONFLICT})
-async def post_labels(state: StateDep, p: ProjectDep, body: LabelsSubmit
+async def post_labels(state: StateDep, p: ProjectDep, body: LabelsSubmit, _: LabelScope
                       ) -> LabelsPublic | JSONResponse:
     """Store labels for selected frames; every item gets a result.
 
@@ -90,8 +120,8 @@ async def post_labels(state: StateDep, p: ProjectDep, body: LabelsSubmit
 
 @router.post("/webhooks/label-studio", response_model=LabelsPublic,
              responses={404: {}, 422: {}, **_CONFLICT})
-async def label_studio_webhook(state: StateDep, p: ProjectDep, event: LabelStudioEvent
-                               ) -> LabelsPublic | JSONResponse:
+async def label_studio_webhook(state: StateDep, p: ProjectDep, event: LabelStudioEvent,
+                               _: LabelScope) -> LabelsPublic | JSONResponse:
     """Take a Label Studio ANNOTATION_CREATED / ANNOTATION_UPDATED event.
 
     The task must carry ``data.frame_id`` (tasks exported with ``format=label-studio`` do);
@@ -108,13 +138,33 @@ async def label_studio_webhook(state: StateDep, p: ProjectDep, event: LabelStudi
     choice = _first_choice(ann.get("result"))
     if choice is None:
         raise Invalid("annotation.result: no choices value to take as the label")
-    key = f"ls:{ann.get('id')}:{ann.get('updated_at') or ann.get('created_at') or event.action}"
     try:
-        item = LabelIn(frame_id=frame_id, label=choice, idempotency_key=key[:200])
+        item = LabelIn(frame_id=frame_id, label=choice,
+                       idempotency_key=_webhook_key(event, frame_id, choice))
     except ValidationError as err:
         raise Invalid(f"annotation: {err.errors()[0]['msg']}") from None
     return _respond(await store_labels(state, p, [item], source="label-studio",
                                        overwrite=event.action == "ANNOTATION_UPDATED"))
+
+
+def _webhook_key(event: LabelStudioEvent, frame_id: str, choice: int | str) -> str:
+    """The idempotency key of a webhook event: a redelivery repeats it, anything else differs.
+
+    With an annotation id: the id, plus a digest of (frame id, annotation id, its
+    ``updated_at``/``created_at``; without either time, the action and the label). Without an
+    id: a digest of the frame id and the whole event. Never a key shared by two frames.
+    """
+    ann = event.annotation or {}
+    ann_id, stamp = ann.get("id"), ann.get("updated_at") or ann.get("created_at")
+    if ann_id is None:
+        basis, head = ["event", event.model_dump(mode="json")], "ls:event"
+    else:
+        basis = ["annotation", ann_id, stamp] if stamp else ["annotation", ann_id,
+                                                              event.action, choice]
+        head = f"ls:{str(ann_id)[:40]}"
+    digest = hashlib.sha256(json.dumps([frame_id, *basis], sort_keys=True, default=str)
+                            .encode()).hexdigest()[:32]
+    return f"{head}:{digest}"
 
 
 def _first_choice(result) -> int | str | None:
