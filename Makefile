@@ -3,19 +3,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 
-.PHONY: install test test-cluster demo lint bench bench-selection bench-pipeline bench-serve clean
+.PHONY: install test test-cluster helm-check demo lint bench bench-selection bench-pipeline bench-serve clean
 
 install: $(BIN)/alray
 
-$(BIN)/alray: pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -e ".[dev]"
+# The same script the container image runs (deploy/Dockerfile); torch==2.14.1 torchvision==0.29.1.
+$(BIN)/alray: pyproject.toml deploy/install.sh deploy/constraints.txt
+	VENV=$(VENV) PY=$(PY) bash deploy/install.sh
 	@touch $(BIN)/alray
 
 test: install
 	$(BIN)/python -m pytest -q tests -m "not cluster"
+
+# The Helm chart, short of a cluster: helm (fetched once into .tools/) lint --strict and
+# template for each values file, Kubernetes and KubeRay CRD schemas, Ray's Serve schema, policies.
+helm-check: install
+	$(BIN)/python tools/fetch_helm.py
+	$(BIN)/python -m pytest -q tests/helm
 
 # Multi-host tests on network namespaces (root, iproute2): S3, a Ray head, two worker hosts.
 test-cluster: install

@@ -1,0 +1,285 @@
+"""The chart renders, lints and validates for the default and each example values file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helm.chart import CHART, EXAMPLES, ROOT, lint, parse_quantity, template
+from tests.helm.crd import validate_custom_resource
+
+#: The Kubernetes version the core objects are validated against.
+KUBERNETES_VERSION = "1.35.0"
+#: Kinds validated against CRDs we do not ship (prometheus-operator): checked by selector.
+MONITORING = {"ServiceMonitor", "PodMonitor"}
+
+examples = pytest.mark.parametrize("example", sorted(EXAMPLES))
+
+
+def _core_validate(obj: dict) -> None:
+    import kubernetes_validate
+
+    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@examples
+def test_lint_strict(example):
+    out = lint(EXAMPLES[example])
+    assert "0 chart(s) failed" in out
+
+
+@examples
+def test_core_objects_validate_against_kubernetes(example):
+    r = template(EXAMPLES[example])
+    kinds = set()
+    for obj in r.objects:
+        kinds.add(obj["kind"])
+        if obj["apiVersion"].startswith("ray.io/") or obj["kind"] in MONITORING:
+            continue
+        _core_validate(obj)
+    # The RayService embeds pod templates and a Service: validate them as core objects too.
+    for g in r.groups():
+        _core_validate({"apiVersion": "v1", "kind": "PodTemplate",
+                        "metadata": {"name": f"{g.name}-template"},
+                        "template": {"spec": g.pod_spec}})
+    serve = r.ray_service["spec"]["serveService"]
+    _core_validate({"apiVersion": "v1", "kind": "Service", **serve})
+    assert {"RayService", "ConfigMap", "ServiceAccount", "NetworkPolicy",
+            "PodDisruptionBudget"} <= kinds
+
+
+def test_a_broken_core_object_fails_validation():
+    """The validator is strict: a field the Kubernetes schema lacks is an error."""
+    import kubernetes_validate
+
+    pdb = template().one("PodDisruptionBudget")
+    pdb["spec"]["maxUnavailabe"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError, match="maxUnavailabe"):
+        _core_validate(pdb)
+
+
+@examples
+def test_rayservice_matches_kuberay_crd(example):
+    full = validate_custom_resource(template(EXAMPLES[example]).ray_service)
+    # defaults the API server fills are there (e.g. the serve port's protocol)
+    assert full["apiVersion"] == "ray.io/v1"
+
+
+@examples
+def test_serve_config_is_valid_for_ray_and_builds_the_app(example, monkeypatch):
+    from ray.serve.schema import ServeDeploySchema
+
+    from alray.service.app import build_app
+    from alray.service.settings import ServiceSettings
+
+    cfg = template(EXAMPLES[example]).serve_config
+    ServeDeploySchema.model_validate(cfg)
+    (app,) = cfg["applications"]
+    assert app["import_path"] == "alray.service.app:build_app"
+    assert app["route_prefix"] == "/"
+    dep = app["deployments"][0]
+    assert dep["name"] == "alray"  # the deployment build_app binds
+    scaling = dep["autoscaling_config"]
+    assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
+    # the args are ServiceSettings fields, and alray's own builder accepts them
+    settings = ServiceSettings(**app["args"])
+    assert settings.service_root.startswith("s3://")
+    monkeypatch.setenv("ALRAY_API_TOKENS", "admin:check-token")
+    build_app(app["args"])
+
+
+@examples
+def test_project_configs_are_valid_alray_configs(example):
+    from alray.config import validate_config
+
+    r = template(EXAMPLES[example])
+    data = r.config_map("alray-config")
+    projects = {k: v for k, v in data.items() if k.startswith("project-")}
+    for key, text in projects.items():
+        cfg = validate_config(yaml.safe_load(text), source=key)
+        assert cfg.pool.uri.startswith("s3://"), key
+        assert any(cfg.pool.uri.startswith(root)
+                   for root in r.serve_config["applications"][0]["args"]["data_roots"].split(","))
+    if example != "default":
+        assert projects, "the examples register a project"
+        assert r.all("Job"), "a Job registers the projects"
+
+
+@examples
+def test_store_is_on_s3(example):
+    r = template(EXAMPLES[example])
+    args = r.serve_config["applications"][0]["args"]
+    assert args["service_root"].startswith("s3://")
+    assert all(x.startswith("s3://") for x in args["data_roots"].split(","))
+    # the ConfigMap carries the same settings the builder gets
+    assert yaml.safe_load(r.config_map("alray-config")["service.yaml"]) == args
+
+
+@examples
+def test_every_container_has_resources_and_a_non_root_security_context(example):
+    r = template(EXAMPLES[example])
+    containers = r.containers()
+    assert len(containers) >= 3
+    for where, c in containers:
+        res = c.get("resources", {})
+        for part in ("requests", "limits"):
+            for key in ("cpu", "memory"):
+                assert key in res.get(part, {}), f"{where}: resources.{part}.{key} missing"
+                parse_quantity(res[part][key])
+        pod = c.get("_pod", {}).get("securityContext", {})
+        sc = {**pod, **c.get("securityContext", {})}
+        assert sc.get("runAsNonRoot") is True, f"{where}: runAsNonRoot"
+        assert sc.get("runAsUser", 1000) != 0, f"{where}: runAsUser 0"
+        assert c["securityContext"].get("allowPrivilegeEscalation") is False, where
+        assert "ALL" in c["securityContext"].get("capabilities", {}).get("drop", []), where
+        assert not c["securityContext"].get("privileged", False), where
+
+
+@pytest.mark.parametrize("example", ["default", "gpu"])
+def test_gpu_workers_request_gpus(example):
+    r = template(EXAMPLES[example])
+    gpu = r.group("gpu")
+    res = gpu.container["resources"]
+    assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"]
+    assert int(res["limits"]["nvidia.com/gpu"]) >= 1
+    assert gpu.gpus == int(res["limits"]["nvidia.com/gpu"]) == int(gpu.ray_start_params["num-gpus"])
+    assert gpu.pod_spec["tolerations"] and gpu.pod_spec["nodeSelector"]
+    assert gpu.min_replicas <= gpu.replicas <= gpu.max_replicas
+    # no other group asks for GPUs
+    for g in r.groups():
+        if g.name != "gpu":
+            assert not any(k.endswith("/gpu") for k in g.limits), g.name
+
+
+def test_minimal_is_cpu_only_with_one_worker():
+    r = template(EXAMPLES["minimal"])
+    assert [g.name for g in r.groups()] == ["head", "cpu"]
+    cpu = r.group("cpu")
+    assert cpu.replicas == cpu.min_replicas == cpu.max_replicas == 1
+    assert r.group("head").env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"
+
+
+@examples
+def test_autoscaling_and_ingress_environment(example):
+    r = template(EXAMPLES[example])
+    rc = r.ray_service["spec"]["rayClusterConfig"]
+    assert rc["enableInTreeAutoscaling"] is True
+    assert r.ray_service["spec"]["upgradeStrategy"]["type"] == "NewCluster"
+    for g in r.groups():
+        assert g.env["RAY_SERVE_ENABLE_HA_PROXY"] == "1", g.name  # README: "HTTP ingress"
+        assert g.env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1", g.name
+        assert g.env["AWS_REGION"]
+        if not g.is_head:
+            assert g.min_replicas <= g.replicas <= g.max_replicas
+
+
+def test_gcs_fault_tolerance_takes_redis_from_a_secret():
+    rc = template(EXAMPLES["gpu"]).ray_service["spec"]["rayClusterConfig"]
+    ft = rc["gcsFaultToleranceOptions"]
+    assert ft["redisAddress"] == "redis-master.redis:6379"
+    assert ft["redisPassword"]["valueFrom"]["secretKeyRef"] == {"name": "alray-redis",
+                                                                 "key": "password"}
+    assert "gcsFaultToleranceOptions" not in template().ray_service["spec"]["rayClusterConfig"]
+
+
+def test_monitors_select_rendered_objects():
+    """ServiceMonitor/PodMonitor have no schema here: check their selectors and ports hit
+    what the chart renders."""
+    r = template(EXAMPLES["gpu"])
+    serve = r.ray_service["spec"]["serveService"]
+    sm = r.one("ServiceMonitor")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= serve["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in serve["spec"]["ports"]}
+    pm = r.one("PodMonitor")
+    for g in r.groups():
+        labels = r.ray_service["spec"]["rayClusterConfig"]
+        pod_labels = (labels["headGroupSpec"] if g.is_head else next(
+            w for w in labels["workerGroupSpecs"] if w["groupName"] == g.name))["template"][
+            "metadata"]["labels"]
+        assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), g.name
+        assert "metrics" in {p["name"] for p in g.container["ports"]}, g.name
+    ing = r.one("Ingress")
+    backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == serve["metadata"]["name"]
+
+
+def test_ray_start_parameters_for_hosts_without_gpus():
+    """What the multi-host cluster test starts its hosts with: the GPU group's GPUs as a
+    stand-in custom resource."""
+    r = template()
+    head, cpu, gpu = r.groups()
+    assert head.ray_resources["CPU"] == 0  # num-cpus 0: nothing runs on the head
+    assert cpu.ray_resources == {"CPU": 4.0, "memory": 16 * 2**30}
+    args = gpu.ray_start_args(gpu_stand_in="gpu_stand_in", skip=["metrics-export-port"])
+    assert "--num-gpus=0" in args and '--resources={"gpu_stand_in": 1.0}' in args
+    assert "--num-cpus=8" in args and f"--memory={32 * 2**30}" in args
+    assert "--num-gpus=1" in gpu.ray_start_args()
+
+
+def test_ray_version_is_pinned_everywhere():
+    """The chart's rayVersion, the image's pin (deploy/constraints.txt) and the installed Ray
+    are one version."""
+    import ray
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    pin = re.search(r"^ray==([0-9.]+)$", (ROOT / "deploy" / "constraints.txt").read_text(), re.M)
+    assert pin, "deploy/constraints.txt pins ray"
+    assert values["rayVersion"] == pin.group(1) == ray.__version__
+
+
+def test_every_value_is_documented():
+    """helm-docs style: each key has a `# --` comment, or sits under a documented key."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, bool]] = []  # (indent, documented)
+    missing = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z0-9_.\-/]+):", line)
+        if not m or line.lstrip().startswith("#"):
+            continue
+        indent = len(m.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("# --"):
+            j -= 1
+        documented = j >= 0 and lines[j].strip().startswith("# --")
+        if not documented and not any(d for _, d in stack):
+            # a section header documents itself through its children
+            nxt = next((ln for ln in lines[i + 1:] if ln.strip()), "")
+            if len(nxt) - len(nxt.lstrip()) <= indent or nxt.strip().startswith("- "):
+                missing.append(m.group(2))
+        stack.append((indent, documented))
+    assert not missing, f"values without a '# --' comment: {missing}"
+
+
+def test_dockerfile_runs_the_install_script_as_non_root():
+    text = (ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+    froms = re.findall(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?", text, re.M | re.I)
+    assert len(froms) >= 2, "multi-stage"
+    assert re.search(r"^RUN .*deploy/install\.sh", text, re.M)
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M)
+    for m in re.finditer(r"^(?:ARG|ENV)\s+(\S+)", text, re.M):
+        assert not re.search(r"TOKEN|SECRET|PASSWORD|ACCESS_KEY", m.group(1)), m.group(0)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "deploy/install.sh" in makefile, "make install runs the image's install script"
+
+
+def test_readme_and_guide_name_the_deploy_commands():
+    guide = (ROOT / "deploy" / "README.md").read_text()
+    for word in ("kuberay-operator", "helm install", "gpuWorkers.maxReplicas", "existingSecret",
+                 "docker build", "ALRAY_API_TOKENS", "port-forward"):
+        assert word in guide, word
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:40])
+    assert "helm install" in first_screen
+
+
+def test_values_files_are_yaml_with_known_keys():
+    schema_keys = set(yaml.safe_load((CHART / "values.yaml").read_text()))
+    for files in EXAMPLES.values():
+        for f in files:
+            assert set(yaml.safe_load(Path(f).read_text())) <= schema_keys, f
