@@ -14,8 +14,10 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 from fetch_helm import ensure_helm  # noqa: E402
 
-__all__ = ["CHART", "EXAMPLES", "HelmError", "RayGroup", "Rendered", "helm", "lint",
+__all__ = ["CHART", "EXAMPLES", "HelmError", "RayGroup", "Rendered", "helm", "lint", "notes",
            "parse_quantity", "template"]
 
 CHART = ROOT / "helm" / "alray"
@@ -312,3 +314,27 @@ def template(values: Iterable[str] = (), set_values: Mapping[str, Any] | None = 
                                                               sort_keys=True),
                      release, namespace, str(chart))
     return Rendered(text, [o for o in yaml.safe_load_all(text) if o])
+
+
+_NOTES_PROBE = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  notes: {{ tpl (.Files.Get "NOTES.probe") . | toJson }}
+"""
+
+
+def notes(values: Iterable[str] = (), set_values: Mapping[str, Any] | None = None) -> str:
+    """The chart's NOTES.txt as ``helm install`` would print it (``helm template`` skips
+    NOTES, and ``install --dry-run`` needs a cluster): rendered through ``tpl`` in a copy of
+    the chart."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / CHART.name
+        shutil.copytree(CHART, chart)
+        shutil.copy(CHART / "templates" / "NOTES.txt", chart / "NOTES.probe")
+        (chart / "templates" / "zz-notes-probe.yaml").write_text(_NOTES_PROBE)
+        out = helm("template", "alray", str(chart), "--namespace", "alray",
+                   "--show-only", "templates/zz-notes-probe.yaml",
+                   *_value_args(values, set_values))
+    return yaml.safe_load(out)["data"]["notes"]

@@ -283,3 +283,63 @@ def test_values_files_are_yaml_with_known_keys():
     for files in EXAMPLES.values():
         for f in files:
             assert set(yaml.safe_load(Path(f).read_text())) <= schema_keys, f
+
+
+@examples
+def test_notes_tell_how_to_reach_the_api_and_the_dashboard(example):
+    from tests.helm.chart import notes
+
+    text = notes(EXAMPLES[example])
+    assert "kubectl -n alray get rayservice alray" in text
+    assert "port-forward svc/alray-head-svc 8265:8265" in text
+    if example == "gpu":
+        assert "https://alray.acme.example/docs" in text
+    else:
+        assert "port-forward svc/alray-serve 8000:8000" in text
+        assert "port-forward svc/alray-serve" in text
+
+
+def test_register_job_runs_the_shipped_script():
+    import importlib.util
+
+    r = template(EXAMPLES["minimal"])
+    job = r.one("Job")
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["python", "/etc/alray/register.py"]
+    env = r.resolve_env(c)
+    assert env["ALRAY_URL"] == "http://alray-serve:8000"
+    script = CHART / "files" / "register.py"
+    assert r.config_map("alray-config")["register.py"].strip() == script.read_text().strip()
+    spec = importlib.util.spec_from_file_location("alray_register", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.admin_token("read:r1, label:l1,admin:a1,admin:a2") == "a1"
+    assert mod.admin_token("plain-token,read:r") == "plain-token"
+    with pytest.raises(SystemExit, match="no admin token"):
+        mod.admin_token("read:r,label:l")
+
+
+def test_extra_env_reaches_every_ray_container():
+    r = template(set_values={"alray.extraEnv": [{"name": "ALRAY_PROGRESS", "value": "1"},
+                                                {"name": "MALLOC_ARENA_MAX", "value": "2"}]})
+    for g in r.groups():
+        assert g.env["MALLOC_ARENA_MAX"] == "2", g.name
+
+
+def test_what_the_cluster_test_needs_from_one_render():
+    """The multi-host test renders the minimal example against its own S3 and Secret, then
+    starts Ray hosts with each group's flags and environment and deploys the Serve config."""
+    r = template(EXAMPLES["minimal"], {
+        "s3.endpointUrl": "http://10.0.0.2:8333", "alray.serviceRoot": "s3://alray-t/service",
+        "alray.dataRoots": ["s3://alray-t/pools/"], "alray.projects": {},
+        "secrets.existingSecret": "", "secrets.apiTokens": "admin:a-tok,label:l-tok",
+        "secrets.awsAccessKeyId": "k", "secrets.awsSecretAccessKey": "s"})
+    assert r.api_tokens() == {"admin": "a-tok", "label": "l-tok"}
+    for g in r.groups():
+        assert {"AWS_ENDPOINT_URL": "http://10.0.0.2:8333", "AWS_ACCESS_KEY_ID": "k",
+                "AWS_SECRET_ACCESS_KEY": "s", "ALRAY_API_TOKENS": "admin:a-tok,label:l-tok",
+                "RAY_SERVE_ENABLE_HA_PROXY": "1"}.items() <= g.env.items(), g.name
+        assert g.ray_start_args(skip=["dashboard-host"])
+    assert r.serve_config["applications"][0]["args"]["service_root"] == "s3://alray-t/service"
+    assert r.group("cpu").ray_start_args() == ["--memory=6442450944", "--metrics-export-port=8080",
+                                                "--num-cpus=2"]

@@ -93,3 +93,11 @@ def test_existing_secret_is_referenced_not_rendered():
 def test_secret_values_with_an_existing_secret_are_refused():
     with pytest.raises(HelmError, match="secrets.existingSecret=\"alray-secrets\" is set"):
         template(set_values={"secrets.apiTokens": "admin:x"})
+
+
+def test_notes_show_no_secret_value():
+    from tests.helm.chart import notes
+
+    text = notes(set_values={"secrets.existingSecret": "", **SENTINELS})
+    assert "SENTINEL" not in text
+    assert "get secret alray-secrets" in text  # how to read the token, not the token
