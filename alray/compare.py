@@ -2,8 +2,12 @@
 
 Every (strategy, seed) run is a Ray task with its own store under ``OUT/runs/`` (under
 ``storage.uri``/runs/ when that is an ``s3://`` URI); runs that were interrupted resume from
-their store. Outputs: ``summary.json``, ``learning_curve.csv`` and
-``learning_curve.png``.
+their store. The driver follows the runs' stores and reports each finished round.
+
+Outputs under ``OUT``: ``summary.json`` (per strategy: seeds, label counts, test accuracy per
+seed, labels needed to reach each target), ``learning_curve.csv`` (one row per strategy, seed
+and round) and ``learning_curve.png``. The targets are given (``--targets``) or derived from
+the data: :data:`TARGET_FRACTIONS` of the best final test accuracy any run reached.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +27,13 @@ from alray.config import ProjectConfig
 from alray.pipeline.ray_runtime import ensure_ray
 from alray.storage.uri import is_remote, join
 
-__all__ = ["THRESHOLDS", "build_summary", "compare", "labels_to_accuracy", "plot_summary"]
+__all__ = ["TARGET_FRACTIONS", "build_summary", "compare", "default_targets",
+           "labels_to_accuracy", "plot_summary", "run_store", "target_key"]
 
 log = logging.getLogger(__name__)
-THRESHOLDS = ("0.90", "0.95")
+#: Default targets: these fractions of the best final test accuracy of any run, rounded down
+#: to a whole percent (a best of 0.95 gives 0.90 and 0.94).
+TARGET_FRACTIONS = (0.95, 0.99)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -36,7 +44,7 @@ def _run_one(cfg: ProjectConfig, strategy: str, seed: int, store_uri: str) -> li
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # many runs share the CPUs; one thread each avoids oversubscription
-    store, _ = run_project(cfg, strategy=strategy, seed=seed, store_uri=store_uri)
+    store, _ = run_project(cfg, strategy=strategy, seed=seed, store_uri=store_uri, check=False)
     return learning_curve(store)
 
 
@@ -48,9 +56,38 @@ def labels_to_accuracy(labels: list[int], acc: list[float], threshold: float) ->
     return None
 
 
-def build_summary(dataset: str, curves: dict[str, dict[int, list[dict]]]) -> dict:
-    """``summary.json`` from per-strategy, per-seed learning curves."""
-    out: dict = {"dataset": dataset, "strategies": {}}
+def target_key(t: float) -> str:
+    """The key of target ``t`` in ``labels_to_accuracy``: ``"0.90"``, ``"0.925"``."""
+    return f"{t:.2f}" if abs(t * 100 - round(t * 100)) < 1e-9 else f"{t:g}"
+
+
+def default_targets(curves: dict[str, dict[int, list[dict]]]) -> list[float]:
+    """:data:`TARGET_FRACTIONS` of the best final test accuracy of any run, rounded down to a
+    whole percent (none when no run measured a test accuracy)."""
+    finals = [c[-1]["test_accuracy"] for by_seed in curves.values() for c in by_seed.values()
+              if c and c[-1].get("test_accuracy") is not None]
+    if not finals:
+        return []
+    best = max(finals)
+    return sorted({math.floor(f * best * 100 + 1e-9) / 100 for f in TARGET_FRACTIONS} - {0.0})
+
+
+def build_summary(dataset: str, curves: dict[str, dict[int, list[dict]]],
+                  targets: list[float] | None = None) -> dict:
+    """``summary.json`` from per-strategy, per-seed learning curves.
+
+    Args:
+        dataset: the pool's name.
+        curves: strategy -> seed -> :func:`alray.runner.learning_curve` points.
+        targets: test accuracies to count labels to; None: :func:`default_targets`.
+    """
+    given = targets is not None
+    targets = sorted(targets) if given else default_targets(curves)
+    keys = [target_key(t) for t in targets]
+    out: dict = {"dataset": dataset, "targets": keys,
+                 "targets_from": "--targets" if given else
+                 f"{', '.join(f'{f:.0%}' for f in TARGET_FRACTIONS)} of the best final test "
+                 "accuracy, rounded down to a whole percent", "strategies": {}}
     for name, by_seed in curves.items():
         seeds = sorted(by_seed)
         steps = sorted({p["labels"] for s in seeds for p in by_seed[s]})
@@ -60,10 +97,12 @@ def build_summary(dataset: str, curves: dict[str, dict[int, list[dict]]]) -> dic
             "seeds": seeds,
             "labels": steps,
             "accuracy": acc,
+            "final_accuracy": [by_seed[s][-1]["test_accuracy"] if by_seed[s] else None
+                               for s in seeds],
             "labels_to_accuracy": {
-                t: [labels_to_accuracy([p["labels"] for p in by_seed[s]],
-                                       [p["test_accuracy"] for p in by_seed[s]], float(t))
-                    for s in seeds] for t in THRESHOLDS},
+                k: [labels_to_accuracy([p["labels"] for p in by_seed[s]],
+                                       [p["test_accuracy"] for p in by_seed[s]], t)
+                    for s in seeds] for k, t in zip(keys, targets, strict=True)},
         }
     return out
 
@@ -93,7 +132,7 @@ def plot_summary(summary: dict, path: Path) -> None:
         mean = np.nanmean(acc, axis=1)
         ax.plot(labels, mean, marker="o", ms=3, label=f"{name} (n={len(s['seeds'])})")
         ax.fill_between(labels, np.nanmin(acc, axis=1), np.nanmax(acc, axis=1), alpha=0.2)
-    for t in THRESHOLDS:
+    for t in summary.get("targets", []):
         ax.axhline(float(t), color="grey", lw=0.8, ls="--")
     ax.set_xlabel("labeled frames")
     ax.set_ylabel("test accuracy")
@@ -105,35 +144,86 @@ def plot_summary(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def compare(cfg: ProjectConfig, strategies: list[str], seeds: list[int], out: Path, *,
-            on_done: Callable[[str, int, list[dict], float], None] | None = None) -> dict:
-    """Run every (strategy, seed) as a Ray task and write the summary files under ``out``."""
-    from alray import acquisition
+def run_store(cfg: ProjectConfig, out: Path, strategy: str, seed: int) -> str:
+    """Where the run of ``(strategy, seed)`` keeps its store: ``storage.uri``/runs/<name> when
+    that is an object store (any host can reach it), else ``OUT/runs/<name>`` here."""
+    name = f"{strategy.replace(':', '-')}-seed{seed}"
+    if is_remote(cfg.storage.uri):
+        return join(cfg.storage.uri, "runs", name)
+    return str((out / "runs" / name).resolve())
 
-    for s in strategies:  # an unknown name fails here, listing the valid ones, before any work
-        acquisition.requirements(s)
+
+def _finished_rounds(uri: str) -> list[dict]:
+    """The finished round records in the store at ``uri`` (none while it does not exist).
+
+    A fresh :class:`Store` each time: an open LanceDB table would not see the run's new
+    versions."""
+    from alray.storage import Store
+
+    if not is_remote(uri) and not Path(uri).is_dir():
+        return []
+    try:
+        return [r for r in Store(uri).rounds() if r["state"] in ("COMPLETED", "STOPPED")]
+    except (OSError, ValueError, LookupError) as err:  # caught mid-write: next poll
+        log.debug("cannot read rounds of %s yet: %s", uri, err)
+        return []
+
+
+def compare(cfg: ProjectConfig, strategies: list[str], seeds: list[int], out: Path, *,
+            targets: list[float] | None = None,
+            on_done: Callable[[str, int, list[dict], float], None] | None = None,
+            on_round: Callable[[str, int, dict], None] | None = None,
+            poll_s: float = 2.0) -> dict:
+    """Run every (strategy, seed) as a Ray task and write the summary files under ``out``.
+
+    Args:
+        cfg: the project config (every run's, but for strategy, seed and store).
+        strategies: strategy names.
+        seeds: seeds; each strategy runs once per seed.
+        out: the output folder.
+        targets: test accuracies to count labels to (None: :func:`default_targets`).
+        on_done: called when a run ends, with its strategy, seed, curve and the seconds since
+            the start.
+        on_round: called with (strategy, seed, round record) for each finished round, read
+            from the runs' stores every ``poll_s`` seconds.
+
+    Raises:
+        ConfigError: a strategy or the config cannot run here (before any work).
+    """
+    from alray.preflight import check_project
+
+    check_project(cfg, strategies=strategies)  # before Ray: names the bad key
     ensure_ray(cfg.ray)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     jobs = {}
     for strategy in strategies:
         for seed in seeds:
-            name = f"{strategy.replace(':', '-')}-seed{seed}"
-            # An object-store storage.uri holds every run's store (any host can reach it);
-            # otherwise the stores sit under OUT/runs/ on this machine.
-            store = (join(cfg.storage.uri, "runs", name) if is_remote(cfg.storage.uri)
-                     else str((out / "runs" / name).resolve()))
-            jobs[_run_one.remote(cfg, strategy, seed, store)] = (strategy, seed)
+            uri = run_store(cfg, out, strategy, seed)
+            jobs[_run_one.remote(cfg, strategy, seed, uri)] = (strategy, seed, uri)
     curves: dict[str, dict[int, list[dict]]] = {s: {} for s in strategies}
+    seen: dict[str, int] = {}  # store -> rounds reported
+
+    def report(refs: list) -> None:
+        for ref in refs:
+            strategy, seed, uri = jobs[ref]
+            recs = _finished_rounds(uri)
+            for rec in recs[seen.get(uri, 0):]:
+                on_round(strategy, seed, rec)
+            seen[uri] = max(seen.get(uri, 0), len(recs))
+
     pending = list(jobs)
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        strategy, seed = jobs[done[0]]
-        curve = ray.get(done[0])
-        curves[strategy][seed] = curve
-        if on_done:
-            on_done(strategy, seed, curve, time.perf_counter() - t0)
-    summary = build_summary(Path(cfg.pool.uri).name, curves)
+        done, pending = ray.wait(pending, num_returns=1, timeout=poll_s if on_round else None)
+        if on_round:
+            report(done + pending)
+        for ref in done:
+            strategy, seed, _ = jobs[ref]
+            curve = ray.get(ref)
+            curves[strategy][seed] = curve
+            if on_done:
+                on_done(strategy, seed, curve, time.perf_counter() - t0)
+    summary = build_summary(Path(cfg.pool.uri).name, curves, targets)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_csv(summary, out / "learning_curve.csv")
     plot_summary(summary, out / "learning_curve.png")

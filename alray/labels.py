@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from alray.storage import Store, sql_list
 
-__all__ = ["LabelItem", "LabelResult", "submit_labels"]
+__all__ = ["LabelItem", "LabelResult", "resolve_label", "submit_labels"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,28 @@ def _judge(it: LabelItem, f: dict | None, seen: set, pending: dict, overwrite: b
             return LabelResult(it.frame_id, "conflict",
                                f"frame already labeled {current}; pass overwrite=true to replace")
     return LabelResult(it.frame_id, "accepted")
+
+
+def resolve_label(label: int | str, index: dict[str, int], num_classes: int | None
+                  ) -> tuple[int, None] | tuple[None, str]:
+    """``(class index, None)``, or ``(None, why it is rejected)``: a class name, then a string
+    of ASCII digits (the request schema refused other digits), then an integer, range-checked.
+
+    Used by the HTTP service and the CLI's local ``alray labels push`` alike.
+
+    Args:
+        label: what the annotator sent.
+        index: class name -> class index.
+        num_classes: labels must lie in ``[0, num_classes)`` (None: only ``>= 0``).
+    """
+    if isinstance(label, str):
+        if label in index:
+            return index[label], None
+        if not (label.isascii() and label.isdigit()):
+            names = ", ".join(index) or "none ingested yet"
+            return None, f"label {label!r} is not a class of this project ({names})"
+    value = int(label)
+    if value < 0 or (num_classes is not None and value >= num_classes):
+        return None, f"label {label!r} out of range [0, {num_classes})"
+    return value, None
+

@@ -1,7 +1,9 @@
 """Service verbs of the ``alray`` command: ``serve``, ``rounds``, ``selection``, ``labels``.
 
-``alray serve`` runs the Ray Serve app; the other verbs are thin shells over
-:class:`alray.client.Client` (``--url``/``$ALRAY_URL``, ``--token``/``$ALRAY_TOKEN``).
+``alray serve`` runs the Ray Serve app. The other verbs take a served project's name and
+call :class:`alray.client.Client` (``--url``/``$ALRAY_URL``, ``--token``/``$ALRAY_TOKEN``), or,
+given a config file instead (and no ``--url``), work on the project's store directly
+(:mod:`alray.local`: the same export formats, label validation and ``label_events`` log).
 """
 
 from __future__ import annotations
@@ -90,8 +92,41 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_config(args: argparse.Namespace) -> Path | None:
+    """The config file when a verb runs in local mode: the first positional names a config
+    file (``*.yaml``/``*.yml`` or an existing file) and no ``--url`` was given."""
+    if getattr(args, "url", None):
+        return None
+    target = Path(args.project)
+    if target.suffix in (".yaml", ".yml") or target.is_file():
+        return target
+    return None
+
+
+def _local_store(args: argparse.Namespace, path: Path):
+    from alray.config import load_config
+    from alray.local import open_store
+
+    cfg = load_config(path)
+    return cfg, open_store(cfg, args.store)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _round_line(r: dict) -> str:
+    m = r["metrics"]
+    return (f"round {r['round']:>3} {r['state']:<15} {r['strategy'] or '':<10} "
+            f"selected={r['selected']:<4} labeled={r['labeled']:<4} "
+            f"val={_pct(m.get('val_accuracy'))} test={_pct(m.get('test_accuracy'))}")
+
+
 @_remote_errors
 def _cmd_rounds_start(args: argparse.Namespace) -> int:
+    if _local_config(args):
+        raise ValueError(f"`alray rounds start` drives a served project; for the config "
+                         f"{args.project} run `alray run {args.project}` (it resumes)")
     with _client(args) as c:
         out = c.start_round(args.project, force=args.force, strategy=args.strategy)
         console.print(f"round {out['next_round']}: job {out['job']['job_id']} started")
@@ -105,32 +140,64 @@ def _cmd_rounds_start(args: argparse.Namespace) -> int:
 
 @_remote_errors
 def _cmd_rounds_show(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        if args.round is not None:
-            print(json.dumps(c.round(args.project, args.round), indent=2))
-            return 0
-        for r in c.rounds(args.project):
-            m = r["metrics"]
-            console.print(f"round {r['round']:>3} {r['state']:<15} {r['strategy'] or '':<10} "
-                          f"selected={r['selected']:<4} labeled={r['labeled']:<4} "
-                          f"val={m.get('val_accuracy')} test={m.get('test_accuracy')}")
+    path = _local_config(args)
+    if path:
+        from alray.local import round_counts, round_detail
+
+        _, store = _local_store(args, path)
+        counts = round_counts(store)
+        recs = [round_detail(r, counts) for r in store.rounds()]
+    else:
+        with _client(args) as c:
+            recs = ([c.round(args.project, args.round)] if args.round is not None
+                    else c.rounds(args.project))
+    if args.round is not None:
+        rec = next((r for r in recs if r["round"] == args.round), None)
+        if rec is None:
+            raise ValueError(f"round {args.round}: no such round (rounds: "
+                             f"{[r['round'] for r in recs]})")
+        print(json.dumps(rec, indent=2))
+        return 0
+    for r in recs:
+        print(_round_line(r))
     return 0
+
+
+def _media_dir(args: argparse.Namespace, n: int) -> Path:
+    if args.media:
+        return Path(args.media)
+    if args.out:
+        out = Path(args.out)
+        return out.with_name(f"{out.stem}-media")
+    return Path(f"round-{n}-media")
 
 
 @_remote_errors
 def _cmd_selection_export(args: argparse.Namespace) -> int:
+    n = args.round_opt if args.round_opt is not None else args.round
+    if n is None:
+        raise ValueError("selection export: give the round, e.g. --round 1")
+    path = _local_config(args)
+    local = _local_store(args, path) if path else None  # fails before the file is created
     out = open(args.out, "w") if args.out else sys.stdout  # noqa: SIM115
     try:
+        if local:
+            from alray.local import export_selection
+
+            media = _media_dir(args, n)
+            count = export_selection(*local, n, args.format, out, media_dir=media)
+            images = f"; images of decoded frames: {media}" if media.is_dir() else ""
+            console.print(f"round {n}: {count} frames → {args.out or 'stdout'}{images}")
+            return 0
         with _client(args) as c:
             if args.format == "coco":
-                json.dump(c.export_coco(args.project, args.round), out)
+                json.dump(c.export_coco(args.project, n), out)
                 out.write("\n")
             elif args.format == "label-studio":
-                json.dump(list(c.selection(args.project, args.round, format="label-studio")),
-                          out)
+                json.dump(list(c.selection(args.project, n, format="label-studio")), out)
                 out.write("\n")
             else:
-                for item in c.selection(args.project, args.round, format="jsonl"):
+                for item in c.selection(args.project, n, format="jsonl"):
                     out.write(json.dumps(item) + "\n")
     finally:
         if args.out:
@@ -140,10 +207,21 @@ def _cmd_selection_export(args: argparse.Namespace) -> int:
 
 @_remote_errors
 def _cmd_labels_push(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    with _client(args) as c:
-        res = c.push_labels(args.project, items, overwrite=args.overwrite)
+    from alray.local import read_label_file
+
+    items, skipped = read_label_file(Path(args.file))
+    if skipped:
+        console.print(f"skipped {skipped} lines without a label")
+    if not items:
+        raise ValueError(f"{args.file}: no labels to push (give each line a \"label\")")
+    path = _local_config(args)
+    if path:
+        from alray.local import push_labels
+
+        res = push_labels(*_local_store(args, path), items, overwrite=args.overwrite)
+    else:
+        with _client(args) as c:
+            res = c.push_labels(args.project, items, overwrite=args.overwrite)
     for r in res["results"]:
         if r["status"] in ("conflict", "rejected"):
             console.print(f"{r['status']}: {r['frame_id']}: {r['reason']}")
@@ -151,9 +229,16 @@ def _cmd_labels_push(args: argparse.Namespace) -> int:
     return 0 if not (res["conflict"] or res["rejected"]) else 1
 
 
-def _remote(p: argparse.ArgumentParser) -> None:
+def _remote(p: argparse.ArgumentParser, *, local: bool = True) -> None:
     p.add_argument("--url", help="service URL (default $ALRAY_URL or http://127.0.0.1:8000)")
     p.add_argument("--token", help="bearer token (default $ALRAY_TOKEN)")
+    if local:
+        p.add_argument("--store", help="local mode: the project's store (default the "
+                       "config's storage.uri; OUT/store after `alray run --out OUT`)")
+
+
+_TARGET = ("a served project's name (HTTP: --url or $ALRAY_URL), or a config file (*.yaml): "
+           "local mode, on the project's store without the service")
 
 
 def add_commands(sub) -> None:
@@ -171,17 +256,18 @@ def add_commands(sub) -> None:
                    "$ALRAY_SERVE_INGRESS or haproxy)")
     s.set_defaults(func=_cmd_serve)
 
-    r = sub.add_parser("rounds", help="start or show rounds of a served project")
+    r = sub.add_parser("rounds", help="start or show rounds (a served project, or a config's "
+                       "store)")
     rs = r.add_subparsers(dest="rounds_command", required=True)
-    st = rs.add_parser("start", help="start (or resume) the next round")
+    st = rs.add_parser("start", help="start (or resume) the next round of a served project")
     st.add_argument("project")
     st.add_argument("--force", action="store_true", help="train despite missing labels")
     st.add_argument("--strategy")
     st.add_argument("--wait", action="store_true", help="wait for the job to finish")
-    _remote(st)
+    _remote(st, local=False)
     st.set_defaults(func=_cmd_rounds_start)
     sh = rs.add_parser("show", help="list rounds, or show one as JSON")
-    sh.add_argument("project")
+    sh.add_argument("project", metavar="PROJECT|CONFIG", help=_TARGET)
     sh.add_argument("round", nargs="?", type=int)
     _remote(sh)
     sh.set_defaults(func=_cmd_rounds_show)
@@ -189,17 +275,22 @@ def add_commands(sub) -> None:
     e = sub.add_parser("selection", help="export a round's selection")
     es = e.add_subparsers(dest="selection_command", required=True)
     ex = es.add_parser("export", help="write the selection (all pages)")
-    ex.add_argument("project")
-    ex.add_argument("round", type=int)
+    ex.add_argument("project", metavar="PROJECT|CONFIG", help=_TARGET)
+    ex.add_argument("round", nargs="?", type=int, help="the round (or --round)")
+    ex.add_argument("--round", dest="round_opt", type=int, metavar="N", help="the round")
     ex.add_argument("--format", choices=["jsonl", "label-studio", "coco"], default="jsonl")
     ex.add_argument("--out", help="file (default stdout)")
+    ex.add_argument("--media", help="local mode: folder for PNGs of frames that have no image "
+                    "file of their own (video, IDX); default OUT's name + '-media'")
     _remote(ex)
     ex.set_defaults(func=_cmd_selection_export)
 
-    lb = sub.add_parser("labels", help="push labels to a served project")
+    lb = sub.add_parser("labels", help="push labels (to a served project, or a config's store)")
     ls = lb.add_subparsers(dest="labels_command", required=True)
-    pu = ls.add_parser("push", help="post a JSONL file of {frame_id, label, idempotency_key?}")
-    pu.add_argument("project")
+    pu = ls.add_parser("push", help="push a JSONL file of {frame_id, label, idempotency_key?} "
+                       "(an exported file with labels added works; lines without one are "
+                       "skipped)")
+    pu.add_argument("project", metavar="PROJECT|CONFIG", help=_TARGET)
     pu.add_argument("file")
     pu.add_argument("--overwrite", action="store_true")
     _remote(pu)

@@ -9,28 +9,26 @@ without holding an API token.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
-import os
 import time
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
+# The export formats and S3 presigning live outside the service package (the CLI's local
+# mode renders exports too); re-exported here for the routes.
+from alray.exports import (  # noqa: F401  (_s3_client: tests clear its cache through here)
+    EXPORT_FORMATS,
+    _s3_client,
+    export_items,
+    is_image_uri,
+    presign_s3,
+)
 from alray.service.errors import Invalid
 from alray.storage.uri import is_remote
 
 __all__ = ["EXPORT_FORMATS", "MediaSigner", "decode_cursor", "encode_cursor", "export_items",
            "is_image_uri", "presign_s3"]
-
-EXPORT_FORMATS = ("jsonl", "label-studio", "coco")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".webp", ".tif",
-                   ".tiff")
-
-
-def is_image_uri(uri: str) -> bool:
-    """True if the URI names a single image file (rather than a container of frames)."""
-    return uri.lower().endswith(_IMAGE_SUFFIXES)
 
 
 class MediaSigner:
@@ -61,25 +59,6 @@ class MediaSigner:
                                    sig.encode("utf-8", "replace"))
 
 
-def presign_s3(uri: str, expiry_s: int) -> str:
-    """A presigned GET URL for an ``s3://`` object (computed locally; no request is made)."""
-    p = urlparse(uri)
-    return _s3_client().generate_presigned_url("get_object", Params={"Bucket": p.netloc,
-                                                           "Key": p.path.lstrip("/")},
-                                     ExpiresIn=expiry_s)
-
-
-@functools.lru_cache(maxsize=1)
-def _s3_client():
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    return boto3.client("s3", endpoint_url=endpoint,
-                        region_name=os.environ.get("AWS_REGION", "us-east-1"),
-                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-
-
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
 
@@ -102,33 +81,6 @@ def decode_cursor(cursor: str | None) -> int:
         raise Invalid(f"cursor={cursor!r}: not a cursor this service issued; pass the "
                       "next_cursor of the previous page") from None
     return offset
-
-
-def export_items(rows: list[dict[str, Any]], fmt: str, *, urls: list[str],
-                 classes: list[str], offset: int) -> list[dict[str, Any]]:
-    """Render selected frames in an export format.
-
-    Args:
-        rows: frames (``frame_id``, ``source_uri``, ``source_id``, ``frame_index``,
-            ``timestamp_ms``, ``selected_round``, ``height``, ``width``).
-        fmt: one of :data:`EXPORT_FORMATS`.
-        urls: one URL per row.
-        classes: class names (Label Studio choices, COCO categories).
-        offset: position of the first row in the whole selection (COCO image ids).
-    """
-    if fmt == "jsonl":
-        return [{"frame_id": r["frame_id"], "url": u, "source_uri": r["source_uri"],
-                 "source_id": r["source_id"], "frame_index": r["frame_index"],
-                 "timestamp_ms": r["timestamp_ms"], "round": r["selected_round"]}
-                for r, u in zip(rows, urls, strict=True)]
-    if fmt == "label-studio":
-        return [{"data": {"image": u, "frame_id": r["frame_id"], "round": r["selected_round"],
-                          "source_id": r["source_id"], "frame_index": r["frame_index"]},
-                 "meta": {"classes": classes}}
-                for r, u in zip(rows, urls, strict=True)]
-    return [{"id": offset + i + 1, "file_name": u, "coco_url": u, "height": r["height"],
-             "width": r["width"], "alray_frame_id": r["frame_id"]}
-            for i, (r, u) in enumerate(zip(rows, urls, strict=True))]
 
 
 def frame_url(row: dict[str, Any], *, project: str, base: str, signer: MediaSigner,

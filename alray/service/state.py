@@ -15,6 +15,8 @@ from typing import Any
 import ray
 
 from alray.config import ProjectConfig
+from alray.exports import SELECTION_COLUMNS
+from alray.exports import SELECTION_FINAL as _FINAL
 from alray.rounds import RoundState
 from alray.service.catalog import Catalog, ConsistentStore
 from alray.service.errors import Conflict, NotFound
@@ -27,11 +29,10 @@ __all__ = ["Project", "ServiceState", "SELECTION_FINAL"]
 
 log = logging.getLogger(__name__)
 
-#: Round states in which the round's selection is complete and can no longer change.
-SELECTION_FINAL = {RoundState.AWAITING_LABELS, RoundState.TRAINING, RoundState.COMPLETED,
-                   RoundState.STOPPED}
-_SELECTION_COLUMNS = ["source_uri", "source_id", "frame_index", "timestamp_ms",
-                      "selected_round", "height", "width"]
+#: Round states in which the round's selection is complete and can no longer change
+#: (shared with the CLI's local exports: :mod:`alray.exports`).
+SELECTION_FINAL = {RoundState(s) for s in _FINAL}
+_SELECTION_COLUMNS = SELECTION_COLUMNS
 
 
 @dataclass

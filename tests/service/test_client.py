@@ -34,7 +34,7 @@ def test_client_reads_and_pages(served: Served, seeded):
 
 def test_cli_verbs(served: Served, seeded, remote, tmp_path, capsys):
     assert main(["rounds", "show", "api", *remote]) == 0
-    assert "AWAITING_LABELS" in capsys.readouterr().err
+    assert "AWAITING_LABELS" in capsys.readouterr().out
     assert main(["rounds", "show", "api", "0", *remote]) == 0
     assert json.loads(capsys.readouterr().out)["round"] == 0
 

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from alray import acquisition
+from alray.exports import coco_categories
 from alray.rounds import RoundController, RoundState
 from alray.service.deps import Auth, ProjectDep, StateDep
 from alray.service.errors import Conflict, Invalid
@@ -144,7 +145,7 @@ async def get_selection(
             headers["X-Next-Cursor"] = nxt
         body = "".join(json.dumps(i) + "\n" for i in items)
         return Response(body, media_type="application/x-ndjson", headers=headers)
-    cats = ([{"id": i, "name": c} for i, c in enumerate(classes)] if format == "coco" else None)
+    cats = coco_categories(classes) if format == "coco" else None
     # Serialised directly: the page is built from the schema's own fields, and skipping the
     # response-model round trip keeps a page well under a millisecond of CPU.
     return Response(json.dumps({"round": n, "format": format, "total": len(rows),
