@@ -108,6 +108,7 @@ class RayGroup:
     ray_start_params: dict[str, str]
     container: dict[str, Any]
     pod_spec: dict[str, Any]
+    pod_labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -257,7 +258,9 @@ class Rendered:
                 min_replicas=1 if head else g.get("minReplicas", 0),
                 max_replicas=1 if head else g.get("maxReplicas", 0),
                 ray_start_params={k: str(v) for k, v in g.get("rayStartParams", {}).items()},
-                container=container, pod_spec=pod, env=self.resolve_env(container)))
+                container=container, pod_spec=pod,
+                pod_labels=g["template"].get("metadata", {}).get("labels", {}),
+                env=self.resolve_env(container)))
         return out
 
     def group(self, name: str) -> RayGroup:

@@ -195,11 +195,7 @@ def test_monitors_select_rendered_objects():
     assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in serve["spec"]["ports"]}
     pm = r.one("PodMonitor")
     for g in r.groups():
-        labels = r.ray_service["spec"]["rayClusterConfig"]
-        pod_labels = (labels["headGroupSpec"] if g.is_head else next(
-            w for w in labels["workerGroupSpecs"] if w["groupName"] == g.name))["template"][
-            "metadata"]["labels"]
-        assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), g.name
+        assert pm["spec"]["selector"]["matchLabels"].items() <= g.pod_labels.items(), g.name
         assert "metrics" in {p["name"] for p in g.container["ports"]}, g.name
     ing = r.one("Ingress")
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
@@ -343,3 +339,23 @@ def test_what_the_cluster_test_needs_from_one_render():
     assert r.serve_config["applications"][0]["args"]["service_root"] == "s3://alray-t/service"
     assert r.group("cpu").ray_start_args() == ["--memory=6442450944", "--metrics-export-port=8080",
                                                 "--num-cpus=2"]
+
+
+@examples
+def test_network_policy_admits_peers_the_cluster_needs(example):
+    """Each rule as (ports, peers): the release's own pods on every port, the API on the
+    Serve port, the KubeRay operator on the dashboard (it deploys serveConfigV2 there)."""
+    r = template(EXAMPLES[example])
+    pol = r.one("NetworkPolicy")
+    pods = pol["spec"]["podSelector"]["matchLabels"]
+    rules = [({p["port"] for p in rule.get("ports", [])}, rule.get("from"))
+             for rule in pol["spec"]["ingress"]]
+    own = [peers for ports, peers in rules if not ports]
+    assert own and own[0] == [{"podSelector": {"matchLabels": pods}}]
+    for g in r.groups():  # every Ray pod is governed (and admitted) by the policy
+        assert pods.items() <= g.pod_labels.items(), g.name
+    operator = [peers for ports, peers in rules if 8265 in ports and peers and any(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "kuberay-operator" for p in peers)]
+    assert operator, "the KubeRay operator cannot reach the dashboard"
+    assert any(8000 in ports for ports, _ in rules)
