@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,9 +24,9 @@ from typing import Any
 
 import yaml
 
+from tools.fetch_helm import ensure_helm
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from fetch_helm import ensure_helm  # noqa: E402
 
 __all__ = ["CHART", "EXAMPLES", "HelmError", "RayGroup", "Rendered", "helm", "lint", "notes",
            "parse_quantity", "template"]

@@ -226,29 +226,35 @@ def test_ray_version_is_pinned_everywhere():
     assert values["rayVersion"] == pin.group(1) == ray.__version__
 
 
-def test_every_value_is_documented():
-    """helm-docs style: each key has a `# --` comment, or sits under a documented key."""
-    lines = (CHART / "values.yaml").read_text().splitlines()
-    stack: list[tuple[int, bool]] = []  # (indent, documented)
+def undocumented(values_yaml: str) -> list[str]:
+    """Keys without a `# --` comment that sit under no documented key (helm-docs: a
+    documented map documents its children)."""
+    lines = values_yaml.splitlines()
+    stack: list[tuple[int, bool]] = []  # (indent, documented) of the enclosing keys
     missing = []
     for i, line in enumerate(lines):
         m = re.match(r"^(\s*)([A-Za-z0-9_.\-/]+):", line)
-        if not m or line.lstrip().startswith("#"):
+        if not m:
             continue
         indent = len(m.group(1))
         while stack and stack[-1][0] >= indent:
             stack.pop()
         j = i - 1
-        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("# --"):
-            j -= 1
-        documented = j >= 0 and lines[j].strip().startswith("# --")
-        if not documented and not any(d for _, d in stack):
-            # a section header documents itself through its children
-            nxt = next((ln for ln in lines[i + 1:] if ln.strip()), "")
-            if len(nxt) - len(nxt.lstrip()) <= indent or nxt.strip().startswith("- "):
-                missing.append(m.group(2))
+        while j >= 0 and lines[j].lstrip().startswith("#") \
+                and not lines[j].lstrip().startswith("# --"):
+            j -= 1  # a `# --` comment may run over several lines
+        documented = j >= 0 and lines[j].lstrip().startswith("# --")
+        nxt = next((ln for ln in lines[i + 1:] if ln.strip()), "")
+        section = len(nxt) - len(nxt.lstrip()) > indent and not nxt.strip().startswith("- ")
+        if not documented and not section and not any(d for _, d in stack):
+            missing.append(m.group(2))
         stack.append((indent, documented))
-    assert not missing, f"values without a '# --' comment: {missing}"
+    return missing
+
+
+def test_every_value_is_documented():
+    assert not undocumented((CHART / "values.yaml").read_text())
+    assert undocumented("a:\n  # -- yes\n  b: 1\n  c: 2\n# -- doc\nd:\n  e: 1\n") == ["c"]
 
 
 def test_dockerfile_runs_the_install_script_as_non_root():
