@@ -63,9 +63,13 @@ def test_a_broken_core_object_fails_validation():
 
 @examples
 def test_rayservice_matches_kuberay_crd(example):
-    full = validate_custom_resource(template(EXAMPLES[example]).ray_service)
-    # defaults the API server fills are there (e.g. the serve port's protocol)
-    assert full["apiVersion"] == "ray.io/v1"
+    rs = template(EXAMPLES[example]).ray_service
+    full = validate_custom_resource(rs)
+    assert full["spec"]["serveService"]["spec"]["ports"][0]["protocol"] == "TCP"
+    # KubeRay creates a RayCluster whose spec is rayClusterConfig: valid as one too
+    validate_custom_resource({"apiVersion": "ray.io/v1", "kind": "RayCluster",
+                              "metadata": {"name": f"{rs['metadata']['name']}-raycluster"},
+                              "spec": rs["spec"]["rayClusterConfig"]})
 
 
 @examples
