@@ -73,6 +73,7 @@ def test_rayservice_matches_kuberay_crd(example):
 
 
 @examples
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Serve's own pydantic fields
 def test_serve_config_is_valid_for_ray_and_builds_the_app(example, monkeypatch):
     from ray.serve.schema import ServeDeploySchema
 
