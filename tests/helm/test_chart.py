@@ -167,6 +167,16 @@ def test_minimal_is_cpu_only_with_one_worker():
     assert r.group("head").env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"
 
 
+@pytest.mark.parametrize("ingress", ["haproxy", "proxy"])
+def test_ingress_environment_is_alrays(ingress):
+    """Every Ray pod gets exactly the Serve settings `alray serve --ingress` uses."""
+    from alray.service.ingress import INGRESS_ENV
+
+    r = template(set_values={"alray.ingress": ingress})
+    for g in r.groups():
+        assert INGRESS_ENV[ingress].items() <= g.env.items(), g.name
+
+
 @examples
 def test_autoscaling_and_ingress_environment(example):
     r = template(EXAMPLES[example])
