@@ -44,8 +44,9 @@ class PoolConfig(_Section):
     format: str = Field(
         "idx",
         description="A registered source (alray.sources.available_sources()): 'idx': "
-        "MNIST-style IDX images + labels (.gz or raw); 'image_folder': one subfolder per class, "
-        "or images plus a labels.csv (columns: filename,label); 'video': mp4/mkv/avi/mov files "
+        "MNIST-style IDX images + labels (.gz or raw); 'image_folder': images under a folder, "
+        "labeled by a CSV (pool.labels_file) or one subfolder per class; 'video': "
+        "mp4/mkv/avi/mov files "
         "under a folder or prefix (or one file), decoded with PyAV; 'image_prefix': every image "
         "under a folder or prefix, unlabeled; 'manifest': a Parquet/CSV/JSONL table of image or "
         "video URIs (column uri; optional source_id, drive_id, camera, frame_index, "
@@ -109,6 +110,33 @@ class PoolConfig(_Section):
     seed: int = Field(0, description="Seed of the val/test split draw.")
     limit: int | None = Field(
         None, ge=1, description="Ingest at most this many frames (None: all)."
+    )
+
+    root: str | None = Field(
+        None, description="The folder or s3:// prefix frame ids are relative to (a frame's id "
+        "is its path under the root, plus ':<frame index>' inside a video), so moving or "
+        "remounting the data keeps every id, split and label. None: pool.uri itself (a "
+        "manifest's own folder for pool.format: manifest; set it when a manifest lists files "
+        "outside its folder). The store records the root of its last ingest."
+    )
+    labels_file: str | None = Field(
+        None, description="image_folder: a CSV of labels (path, label per row; ',', ';' or tab "
+        "separated, sniffed). A relative name is looked up under pool.uri; the paths in it are "
+        "resolved against the CSV's own folder. None: pool.uri/labels.csv if present, else one "
+        "subfolder per class."
+    )
+    path_column: str | None = Field(
+        None, description="Column of pool.labels_file holding image paths. None: the first of "
+        "filename, path, file, image, filepath, image_path (any case)."
+    )
+    label_column: str | None = Field(
+        None, description="Column of pool.labels_file holding class names. None: the first of "
+        "label, class, classid, class_id, category, target (any case)."
+    )
+    classes: list[str] | None = Field(
+        None, min_length=2, description="The class list, in order (index = label). None: from "
+        "the data: labels that are all whole numbers are their own index (class '10' is 10), "
+        "other labels are sorted by name."
     )
 
     @model_validator(mode="after")
@@ -329,7 +357,8 @@ def load_config(path: str | Path) -> ProjectConfig:
         raise ConfigError(f"config file {path}: top level must be a mapping")
     cfg = validate_config(data, source=str(path))
     return cfg.with_overrides(**{
-        "pool.uri": _absolute(cfg.pool.uri), "storage.uri": _absolute(cfg.storage.uri)})
+        "pool.uri": _absolute(cfg.pool.uri), "storage.uri": _absolute(cfg.storage.uri),
+        "pool.root": cfg.pool.root and _absolute(cfg.pool.root)})
 
 
 def _absolute(uri: str) -> str:

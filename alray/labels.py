@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from alray.sources.classes import MAX_NUMERIC_CLASS, class_index
 from alray.storage import Store, sql_list
 
-__all__ = ["LabelItem", "LabelResult", "resolve_label", "submit_labels"]
+__all__ = ["MAX_NUMERIC_CLASS", "LabelItem", "LabelResult", "class_index", "resolve_label",
+           "submit_labels"]
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,13 @@ def test_idx_bad_header_names_the_file(tmp_path):
 
 def test_image_folder_subfolders_and_corrupt(image_pool):
     listing = list_image_folder(str(image_pool))
-    assert listing.classes == ["car", "sign", "truck"]
+    assert listing.classes == ["car", "sign", "truck"] and listing.root == str(image_pool)
     b = read_image_files(listing.tasks[0], input_size=16, channels=3)
     errs = dict(zip(b["frame_id"], b["error"], strict=True))
     bad = [f for f, e in errs.items() if e]
-    assert len(bad) == 1 and bad[0].endswith("sign/broken.png")
+    assert bad == ["sign/broken.png"]  # the path under the pool root is the id
+    assert set(b["source_id"]) == {"car", "sign", "truck"}
+    assert list(b["src_height"][:2]) == [20, 20] and list(b["src_width"][:2]) == [24, 24]
     assert "cannot decode" in errs[bad[0]] and "broken.png" in errs[bad[0]]
     assert len(b["frame_id"]) == 25
     ok = b["error"] == ""
@@ -80,18 +82,22 @@ def test_image_folder_labels_csv(tmp_path, image_pool):
     assert listing.classes == ["car", "sign", "truck"]
     b = read_image_files(listing.tasks[0], input_size=8, channels=1)
     assert sorted(set(b["gt_label"].tolist())) == [0, 1, 2]
-    (flat / "labels.csv").write_text("file,cls\nimg0.png,car\n")
-    with pytest.raises(ValueError, match="filename"):
+    (flat / "labels.csv").write_text("name,cls\nimg0.png,car\n")
+    with pytest.raises(ValueError, match=r"found columns \['name', 'cls'\].*pool.path_column"):
         list_image_folder(str(flat))
 
 
-def test_splits_are_stable_and_proportional():
-    idx = np.arange(100_000)
-    src = np.array(["a"] * 50_000 + ["b"] * 50_000, dtype=object)
-    s1 = assign_splits(idx, src, val=0.1, test=0.2, seed=0)
-    assert np.array_equal(s1, assign_splits(idx, src, val=0.1, test=0.2, seed=0))
+def test_splits_are_stable_proportional_and_batch_independent():
+    ids = np.array([f"cam{i % 2}/{i:06d}.png" for i in range(100_000)], dtype=object)
+    s1 = assign_splits(ids, val=0.1, test=0.2, seed=0)
+    assert np.array_equal(s1, assign_splits(ids, val=0.1, test=0.2, seed=0))
     assert abs((s1 == "val").mean() - 0.1) < 0.01 and abs((s1 == "test").mean() - 0.2) < 0.01
-    assert not np.array_equal(s1, assign_splits(idx, src, val=0.1, test=0.2, seed=1))
+    assert not np.array_equal(s1, assign_splits(ids, val=0.1, test=0.2, seed=1))
+    # A frame's split depends on its id only, not on the batch it is written in.
+    part = assign_splits(ids[[7, 70_000, 3]], val=0.1, test=0.2, seed=0)
+    assert list(part) == list(s1[[7, 70_000, 3]])
+    mixed = np.array(["", "é/ü.png", "a" * 300], dtype=object)
+    assert len(assign_splits(mixed, val=0.3, test=0.3, seed=0)) == 3
 
 
 def test_ingest_idx_idempotent(ray_session, tmp_path):
@@ -120,3 +126,4 @@ def test_ingest_image_folder_with_corrupt_file(ray_session, tmp_path, image_pool
     row = store.read_frames(["status", "error", "split"], "status = 'failed'").to_pylist()
     assert len(row) == 1 and "cannot decode" in row[0]["error"] and row[0]["split"] == "pool"
     assert store.get_meta("classes") == ["car", "sign", "truck"]
+    assert store.get_meta("pool")["root"] == str(image_pool)

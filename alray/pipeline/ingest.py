@@ -1,11 +1,14 @@
 """Ingest a pool into the ``frames`` table with Ray Data: list → decode (tasks) → write.
 
-Re-running is safe: frames already present (by ``frame_id``) are left as they are.
+Re-running is safe: frames already present (by ``frame_id``) are left as they are. Frame ids
+are paths relative to the pool root (DESIGN.md "Frame identity"); a listing or batch that
+would give two frames one id is refused, and so is a store built with an earlier id scheme.
+Ingest says what it did to the data: frames resized or converted (from what to what), a pool
+without labels; a pool whose channels differ from ``model.in_channels`` is an error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import time
@@ -20,7 +23,9 @@ from alray.config import ProjectConfig
 from alray.models import build_model
 from alray.pipeline.ray_runtime import batch_bytes, limit_inflight
 from alray.sources import PoolListing, get_source
+from alray.sources._common import check_unique
 from alray.sources.decode import decode_work_items
+from alray.sources.identity import hash_ids, record_pool
 from alray.storage import Store
 from alray.storage.schema import FrameStatus
 
@@ -37,7 +42,9 @@ class IngestSummary:
     ``stage_seconds`` splits the wall time into the driver's LanceDB writes and the time spent
     waiting on the decode (and embed) stages, and gives ``startup``: the seconds until the
     first batch reached the driver (worker processes starting, models loading);
-    ``frames_per_second`` is end to end.
+    ``frames_per_second`` is end to end; ``labeled``: listed items that ship a label (0: the
+    simulated annotator has nothing to label with); ``notices``: what ingest did to the data
+    that the user should know (resizing, channel conversion, no labels, a moved pool root).
     """
 
     sources: int = 0
@@ -49,25 +56,20 @@ class IngestSummary:
     classes: list[str] = field(default_factory=list)
     frames_per_second: float = 0.0
     stage_seconds: dict = field(default_factory=dict)
+    labeled: int = 0
+    notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def assign_splits(frame_index: np.ndarray, source_id: np.ndarray, *, val: float, test: float,
-                  seed: int) -> np.ndarray:
-    """Draw each frame's split from a hash of (seed, source_id, frame_index).
+def assign_splits(frame_id: np.ndarray, *, val: float, test: float, seed: int) -> np.ndarray:
+    """Draw each frame's split from a hash of (seed, frame_id).
 
-    Stable under re-ingest and streaming (no global state), uniform, vectorised over frames.
+    Stable under re-ingest, streaming and moving the data (ids are relative paths), uniform,
+    vectorised over frames.
     """
-    uniq, inv = np.unique(source_id.astype(str), return_inverse=True)
-    salt = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{s}".encode(), digest_size=8)
-                                    .digest(), "little") for s in uniq], dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        z = frame_index.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + salt[inv]
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+    z = hash_ids(frame_id, seed)
     u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return np.where(u < val, "val", np.where(u < val + test, "test", "pool")).astype(object)
 
@@ -99,21 +101,39 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
         What was added, what was already present and what failed (with the errors).
 
     Raises:
-        FileNotFoundError / ValueError: the pool cannot be listed (names the URI or file).
+        FileNotFoundError / ValueError: the pool cannot be listed (names the URI or file), two
+            frames would get one id, the store was built with an earlier id scheme, the
+            classes differ from the store's, or the pool's channels differ from
+            ``model.in_channels``.
     """
     from alray.sources._common import aws_env
 
     t0 = time.perf_counter()
     listing = _listing(cfg)
+    notices = record_pool(store, cfg.pool.format, listing.root)
+    classes = list(cfg.pool.classes or listing.classes)  # an unlabeled pool may name its classes
     known = store.get_meta("classes")
-    if known and known != listing.classes:
-        raise ValueError(f"pool {cfg.pool.uri!r} has classes {listing.classes}, but the store "
-                         f"already holds {known}")
-    store.set_meta("classes", listing.classes)
-    n_cls = cfg.model.num_classes or max(2, len(listing.classes))
+    if known and known != classes:
+        raise ValueError(f"pool {cfg.pool.uri!r} has classes {classes}, but the store "
+                         f"already holds {known} (stores written before numeric classes kept "
+                         "their numbers sort them as text: start a new store, or set "
+                         "pool.classes to the store's list)")
+    if cfg.model.num_classes and cfg.model.num_classes < len(classes):
+        raise ValueError(f"model.num_classes={cfg.model.num_classes} but pool {cfg.pool.uri!r} "
+                         f"has {len(classes)} classes ({classes[:5]} ...): raise it, or leave it "
+                         "null to take the count from the data")
+    store.set_meta("classes", classes)
+    n_cls = cfg.model.num_classes or max(2, len(classes))
     dim = build_model(cfg.model, n_cls).feature_dim
-    summary = IngestSummary(classes=listing.classes, sources=len(listing.tasks))
+    summary = IngestSummary(classes=classes, sources=len(listing.tasks),
+                            labeled=listing.labeled, notices=notices)
+    if not listing.labeled:
+        summary.notices.append(
+            f"pool {cfg.pool.uri!r} ships no labels: the simulated annotator (alray run, alray "
+            "compare) has none to give, so rounds wait for yours (alray labels push, or the "
+            "HTTP service)")
     if not listing.tasks:
+        _tell(summary)
         return summary
     env = aws_env(cfg.pool.s3_endpoint_url, cfg.pool.s3_region)
     ds = ray.data.from_items(listing.tasks, override_num_blocks=len(listing.tasks))
@@ -129,8 +149,10 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
     if embed:
         ds = _embed_stage(ds, cfg, checkpoint_uri, n_cls, store)
     sources: set[str] = set()
+    shapes = _Shapes(cfg)
     t_write, t_first = 0.0, None
     for batch in _gather(ds, cfg.pool.batch_frames * 4):
+        shapes.add(batch)  # raises on a channel mismatch before the first write
         tw = time.perf_counter()
         t_first = tw - t0 if t_first is None else t_first
         summary.frames_added, summary.frames_present = _write(
@@ -150,6 +172,8 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
         if on_batch is not None:
             on_batch(summary)
     summary.sources = len(sources)
+    summary.notices += shapes.notices()
+    _tell(summary)
     if store.ensure_key_index("frames", "frame_id"):
         log.info("ingest: indexed frames.frame_id")
     summary.seconds = time.perf_counter() - t0
@@ -188,6 +212,65 @@ def _gather(ds: ray.data.Dataset, rows: int) -> Iterator[dict[str, np.ndarray]]:
         yield {k: np.concatenate([b[k] for b in held]) for k in held[0]}
 
 
+def _tell(summary: IngestSummary) -> None:
+    for note in summary.notices:
+        log.warning("ingest: %s", note)
+
+
+class _Shapes:
+    """Source sizes and channels seen in the decoded batches: the channel check (on the
+    first batch with decoded frames) and the resize/conversion notices."""
+
+    def __init__(self, cfg: ProjectConfig):
+        self.cfg = cfg
+        self.checked = False
+        self.seen: dict[tuple[int, int, int], int] = {}
+        self.example: dict[tuple[int, int, int], str] = {}
+
+    def add(self, b: dict[str, np.ndarray]) -> None:
+        if "src_channels" not in b:  # a reader (or stage) that does not report them
+            return
+        src = np.stack([b["src_height"], b["src_width"], b["src_channels"]], axis=1)
+        ok = src[:, 2] > 0
+        if not ok.any():
+            return
+        uniq, first, counts = np.unique(src[ok], axis=0, return_index=True, return_counts=True)
+        uris = b["source_uri"][ok]
+        for u, i, c in zip(uniq.tolist(), first, counts, strict=True):  # distinct sizes only
+            self.seen[tuple(u)] = self.seen.get(tuple(u), 0) + int(c)
+            self.example.setdefault(tuple(u), str(uris[i]))
+        if not self.checked:
+            self.checked = True
+            self._check_channels(src[ok, 2], uris)
+
+    def _check_channels(self, channels: np.ndarray, uris: np.ndarray) -> None:
+        want = self.cfg.model.in_channels
+        off = channels != want
+        if off.mean() > 0.5:
+            got = int(np.bincount(channels[off]).argmax())
+            kind = {1: "grayscale", 3: "colour (RGB)"}.get(got, f"{got}-channel")
+            raise ValueError(
+                f"model.in_channels={want} does not match the pool: its frames are {kind}, "
+                f"{got} channel(s) (e.g. {uris[np.flatnonzero(off)[0]]}); set "
+                f"model.in_channels: {got}, or convert the data")
+
+    def notices(self) -> list[str]:
+        size, want = self.cfg.model.input_size, self.cfg.model.in_channels
+        resized = {k: v for k, v in self.seen.items() if k[:2] != (size, size)}
+        out = []
+        if resized:
+            top = sorted(resized.items(), key=lambda kv: -kv[1])[:3]
+            shown = ", ".join(f"{w}x{h} ({n} frames, e.g. {self.example[(h, w, c)]})"
+                              for (h, w, c), n in top)
+            more = f" and {len(resized) - 3} more sizes" if len(resized) > 3 else ""
+            out.append(f"frames resized to {size}x{size} (model.input_size) from {shown}{more}")
+        converted = sum(n for k, n in self.seen.items() if k[2] != want)
+        if converted:
+            out.append(f"{converted} frame(s) converted to {want} channel(s) "
+                       f"(model.in_channels) from {'RGB' if want == 1 else 'grayscale'}")
+        return out
+
+
 def _decode_cpus(cfg: ProjectConfig) -> float:
     """``pool.decode_cpus``, nudged off the scoring actors' share when they are equal: with
     equal remote args Ray Data fuses decode into the actors, and each actor then decodes and
@@ -206,8 +289,9 @@ def _embed_stage(ds, cfg: ProjectConfig, checkpoint_uri: str | None, n_cls: int,
 def _write(store: Store, b: dict[str, np.ndarray], cfg: ProjectConfig, dim: int,
            added: int, present: int) -> tuple[int, int]:
     n = len(b["frame_id"])
+    check_unique(b["frame_id"], what=f"pool {cfg.pool.uri!r} (format {cfg.pool.format!r})")
     failed = b["error"].astype(str) != ""
-    split = assign_splits(b["frame_index"], b["source_id"], val=cfg.pool.val_fraction,
+    split = assign_splits(b["frame_id"], val=cfg.pool.val_fraction,
                           test=cfg.pool.test_fraction, seed=cfg.pool.seed)
     # Failed frames stay out of every split's training/eval: keep them in 'pool' but 'failed'.
     split[failed] = "pool"

@@ -1,19 +1,28 @@
-"""Helpers shared by the video, manifest and image-prefix readers: retries, ids, env."""
+"""Helpers shared by the pool readers: retries, frame ids relative to the pool root, env.
+
+Frame identity (DESIGN.md): an id is the frame's path relative to the pool root, plus
+``:<frame index>`` inside a video; never an absolute path and never a number parsed out of a
+file name, so ids are unique by construction and survive moving or remounting the data.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
+
+from alray.storage.uri import resolve
+
 __all__ = [
-    "AWS_ENV_KEYS", "VIDEO_SUFFIXES", "apply_env", "aws_env", "frame_number", "pack", "relative",
-    "unpack", "with_retry",
+    "AWS_ENV_KEYS", "VIDEO_SUFFIXES", "apply_env", "aws_env", "check_unique", "frame_number",
+    "pack", "parent", "pool_root", "relative", "relative_keys", "unpack", "with_retry",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +78,12 @@ def with_retry(fn: Callable[[], T], *, what: str, attempts: int = 4, base: float
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def pool_root(uri: str) -> str:
+    """The root URI of a folder pool: ``s3://`` prefixes as given, local paths absolute (the
+    path as written, symlinks kept: ids never depend on it anyway)."""
+    return uri.rstrip("/") if "://" in uri and not uri.startswith("file://") else resolve(uri)[1]
+
+
 def relative(uri: str, root: str) -> str:
     """``uri`` relative to the folder ``root`` (its basename if outside it)."""
     root = root.rstrip("/")
@@ -77,14 +92,50 @@ def relative(uri: str, root: str) -> str:
     return uri.rsplit("/", 1)[-1]
 
 
+def relative_keys(uris: list[str], root: str) -> list[str | None]:
+    """Each URI's normalised path under ``root`` (``a/./b/../c.png`` → ``a/c.png``), or None
+    where it lies outside ``root``. Both sides are compared as written (``s3://b/x`` against
+    ``s3://b``; local paths absolute)."""
+    base = root.rstrip("/") + "/"
+    out: list[str | None] = []
+    for u in uris:  # listing, on the driver: one string operation per file
+        local = "://" not in u or u.startswith("file://")
+        path = resolve(u)[1] if local else u
+        norm = posixpath.normpath(path) if local else path.split("://", 1)[0] + "://" + \
+            posixpath.normpath(path.split("://", 1)[1])
+        out.append(norm[len(base):] if norm.startswith(base) else None)
+    return out
+
+
+def parent(key: str) -> str:
+    """The folder part of a relative key (``.`` at the root): images' ``source_id``."""
+    return key.rsplit("/", 1)[0] if "/" in key else "."
+
+
+def check_unique(ids: list[str] | np.ndarray, *, what: str) -> None:
+    """Refuse a listing or batch in which two frames would get one id.
+
+    Raises:
+        ValueError: naming up to 10 offending ids and ``what`` produced them.
+    """
+    arr = np.asarray(ids, dtype=object).astype(str)
+    if arr.size < 2:
+        return
+    uniq, counts = np.unique(arr, return_counts=True)
+    dup = uniq[counts > 1]
+    if dup.size:
+        raise ValueError(f"{what}: {dup.size} frame id(s) would be given to more than one frame "
+                         f"(ids must be unique): {dup[:10].tolist()}"
+                         f"{' ...' if dup.size > 10 else ''}; nothing was ingested")
+
+
 def frame_number(name: str) -> int:
-    """A stable frame index for an image file: its last number (``frame_000123.jpg`` → 123),
-    else a 62-bit hash of the name."""
+    """An image's position hint for ``frame_index``: the last number in its file name
+    (``frame_000123.jpg`` → 123), else 0. Never part of a frame id: ``cam0_000001.png`` and
+    ``cam1_000001.png`` share it."""
     stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     m = _DIGITS.search(stem)
-    if m and len(m.group(1)) <= 15:
-        return int(m.group(1))
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") >> 2
+    return int(m.group(1)) if m and len(m.group(1)) <= 15 else 0
 
 
 def pack(task: dict) -> dict:

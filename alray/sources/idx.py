@@ -1,5 +1,6 @@
 """MNIST-style IDX pools: ``*images-idx3-ubyte[.gz]`` plus ``*labels-idx1-ubyte[.gz]``.
 
+A frame's id is ``<images file name>:<record index>`` (the file's path under the pool root).
 A truncated images file marks the missing records ``failed`` (naming the record); the records
 before the cut are ingested.
 """
@@ -12,6 +13,7 @@ import struct
 
 import numpy as np
 
+from alray.sources._common import pool_root
 from alray.sources.base import PoolListing, make_batch
 from alray.storage.uri import list_files, read_bytes
 
@@ -41,7 +43,8 @@ def _find(files: list[str], kind: str, uri: str) -> str:
     return hits[0]
 
 
-def list_idx(uri: str, *, shard_size: int = 2500, limit: int | None = None) -> PoolListing:
+def list_idx(uri: str, *, shard_size: int = 2500, limit: int | None = None,
+             pool=None) -> PoolListing:
     """Find the IDX files under ``uri`` and split the images into Ray Data work items.
 
     Raises:
@@ -67,8 +70,10 @@ def list_idx(uri: str, *, shard_size: int = 2500, limit: int | None = None) -> P
          "stop": min(s + shard_size, count), "rows": rows, "cols": cols}
         for s in range(0, count, shard_size)
     ]
-    classes = [str(i) for i in range(10)]
-    return PoolListing(tasks=tasks, classes=classes)
+    # IDX labels are class indices already (MNIST: the digit); pool.classes may name them.
+    classes = list(getattr(pool, "classes", None) or [str(i) for i in range(10)])
+    return PoolListing(tasks=tasks, classes=classes if labels_uri else [],
+                       root=pool_root(uri), labeled=count if labels_uri else 0)
 
 
 def read_idx_shard(task: dict, *, input_size: int, channels: int) -> dict[str, np.ndarray]:
@@ -103,6 +108,8 @@ def read_idx_shard(task: dict, *, input_size: int, channels: int) -> dict[str, n
         shape=(input_size, input_size, channels),
         gt_label=gt,
         error=errors,
+        src_shape=np.tile(np.array([rows, cols, 1], np.int32), (n, 1)) * (
+            np.asarray(errors, dtype=object) == "")[:, None],
     )
 
 

@@ -7,9 +7,13 @@ ground-truth table, never to the pool's labels). Video rows are decoded like
 :mod:`alray.sources.video` (a video's ``label`` applies to all its frames); image rows like
 :mod:`alray.sources.image_prefix`.
 
-A video's ``source_id`` is the ``source_id`` column, else ``<drive_id>/<camera>/<file name>``
-when either is given, else the URI without its scheme. An image's ``source_id`` defaults the
-same way to its folder, and its ``frame_index`` to the last number in its file name.
+Frame ids are each row's path relative to the pool root (``pool.root``, default: the
+manifest's own folder), plus ``:<frame index>`` for video frames, so they survive moving the
+data with its manifest. A row outside the root, or two rows for one file, is refused with the
+rows named. ``source_id`` (grouping only, not identity) is the ``source_id`` column, else
+``<drive_id>/<camera>[/<file name>]`` when either is given, else the video's relative path or
+the image's relative folder. An image's ``frame_index`` is the ``frame_index`` column, else
+the last number in its file name (an ordering hint, 0 if none).
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alray.sources._common import VIDEO_SUFFIXES, frame_number, pack, unpack
+from alray.sources._common import (
+    VIDEO_SUFFIXES,
+    check_unique,
+    frame_number,
+    pack,
+    parent,
+    pool_root,
+    relative_keys,
+    unpack,
+)
 from alray.sources.base import PoolListing
 from alray.sources.image_folder import IMAGE_SUFFIXES
 from alray.sources.image_prefix import image_task, read_image_items
@@ -76,21 +89,36 @@ def _column(table: pa.Table, name: str, default) -> list:
     return [default if v is None else v for v in table[name].to_pylist()]
 
 
-def _source_ids(table: pa.Table, uris: list[str], images: np.ndarray) -> list[str]:
+def _source_ids(table: pa.Table, keys: list[str], images: np.ndarray) -> list[str]:
     given = _column(table, "source_id", "")
     drive = _column(table, "drive_id", "")
     cam = _column(table, "camera", "")
     out = []
-    for u, g, d, c, img in zip(uris, given, drive, cam, images, strict=True):  # listing, driver
-        name = u.split("://", 1)[-1]
-        folder, file = name.rsplit("/", 1) if "/" in name else ("", name)
+    for k, g, d, c, img in zip(keys, given, drive, cam, images, strict=True):  # listing, driver
         if g:
             out.append(str(g))
         elif d or c:
-            out.append("/".join(str(x) for x in (d, c, "" if img else file) if x))
+            out.append("/".join(str(x) for x in (d, c, "" if img else k.rsplit("/", 1)[-1]) if x))
         else:
-            out.append(folder if img else name)
+            out.append(parent(k) if img else k)
     return out
+
+
+def _keys(uri: str, uris: list[str], pool) -> tuple[str, list[str]]:
+    """The pool root and each row's path under it (the frame ids' base)."""
+    given = getattr(pool, "root", None)
+    root = pool_root(given or (uri.rsplit("/", 1)[0] if "://" in uri else
+                               pool_root(uri).rsplit("/", 1)[0]))
+    keys = relative_keys(uris, root)
+    outside = [i for i, k in enumerate(keys) if k is None]
+    if outside:
+        rows = ", ".join(f"row {i} ({uris[i]!r})" for i in outside[:5])
+        raise ValueError(
+            f"manifest {uri}: {len(outside)} row(s) lie outside the pool root {root!r}, e.g. "
+            f"{rows}; frame ids are paths relative to the root, so set pool.root to a folder "
+            "or s3:// prefix that holds every row (or write the rows relative to the manifest)")
+    check_unique(keys, what=f"manifest {uri} (rows naming one file)")
+    return root, keys
 
 
 def list_manifest(uri: str, *, limit: int | None = None, pool=None,
@@ -114,23 +142,26 @@ def list_manifest(uri: str, *, limit: int | None = None, pool=None,
     if bad.size:
         raise ValueError(f"manifest {uri}: row {int(bad[0])} uri={uris[bad[0]]!r} is neither a "
                          f"video ({', '.join(VIDEO_SUFFIXES)}) nor an image")
-    raw = _column(table, "label", None)
-    classes = sorted({str(x) for x in raw if x is not None and str(x) != ""})
-    index = {c: i for i, c in enumerate(classes)}
-    labels = [index.get(str(x), -1) if x is not None else -1 for x in raw]
-    sources = _source_ids(table, uris, image)
+    from alray.sources.classes import class_index
+
+    root, keys = _keys(uri, uris, pool)
+    raw = [None if x is None else str(x) for x in _column(table, "label", None)]
+    classes, codes = class_index(raw, getattr(pool, "classes", None))
+    labels = codes.tolist()
+    sources = _source_ids(table, keys, image)
     fidx = _column(table, "frame_index", None)
     ts = _column(table, "timestamp_ms", 0)
-    tasks = [pack(video_task(uris[i], sources[i], pool=pool, label=labels[i], limit=limit))
+    tasks = [pack(video_task(uris[i], sources[i], key=keys[i], pool=pool, label=labels[i],
+                             limit=limit))
              for i in np.flatnonzero(video)]
     rows = np.flatnonzero(image)[:limit] if limit else np.flatnonzero(image)
     for s in range(0, rows.size, shard_size):  # per shard
         r = rows[s: s + shard_size]
         tasks.append(pack(image_task(
-            [uris[i] for i in r], [sources[i] for i in r],
-            [frame_number(uris[i]) if fidx[i] is None else int(fidx[i]) for i in r],
+            [uris[i] for i in r], [keys[i] for i in r], [sources[i] for i in r],
+            [frame_number(keys[i]) if fidx[i] is None else int(fidx[i]) for i in r],
             [int(ts[i]) for i in r], [labels[i] for i in r])))
-    return PoolListing(tasks=tasks, classes=classes)
+    return PoolListing(tasks=tasks, classes=classes, root=root, labeled=int((codes >= 0).sum()))
 
 
 def read_manifest_item(task: dict, *, input_size: int,

@@ -6,9 +6,10 @@ Each video is one Ray Data work item, decoded with PyAV in a CPU task that *yiel
 ``1 / pool.fps`` interval, ``keyframes`` decodes key frames only. Frames are resized to
 ``input_size`` by FFmpeg's scaler while decoding.
 
-Frame ids are ``<source_id>:<frame_index>`` where ``source_id`` is the video's path relative to
-the pool root and ``frame_index`` its position in the decoded stream, so ids do not depend on
-the sampling and re-ingesting a video adds nothing. A video that cannot be opened yields one
+Frame ids are ``<key>:<frame_index>`` where ``key`` is the video's path relative to the pool
+root (``drive-7/front.mp4:120``; also its ``source_id``) and ``frame_index`` its position in
+the decoded stream, so ids do not depend on the sampling or on where the pool is mounted, and
+re-ingesting a video adds nothing. A video that cannot be opened yields one
 ``failed`` record (index -1) carrying the decoder's error; a decode error or truncation
 mid-stream keeps the frames before it and adds one ``failed`` record at the first lost index.
 """
@@ -19,9 +20,17 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from alray.sources._common import VIDEO_SUFFIXES, pack, relative, unpack, with_retry
+from alray.sources._common import (
+    VIDEO_SUFFIXES,
+    check_unique,
+    pack,
+    pool_root,
+    relative_keys,
+    unpack,
+    with_retry,
+)
 from alray.sources.base import PoolListing, make_batch
-from alray.storage.uri import list_files, open_input, resolve
+from alray.storage.uri import list_files, open_input
 
 __all__ = ["SAMPLING_MODES", "decode_video", "list_videos", "read_video", "video_task"]
 
@@ -29,11 +38,13 @@ SAMPLING_MODES = ("every_n", "fps", "keyframes")
 _BLOCK = 8 << 20  # bytes per storage read
 
 
-def video_task(uri: str, source_id: str, *, pool=None, label: int = -1,
+def video_task(uri: str, source_id: str, *, key: str | None = None, pool=None, label: int = -1,
                limit: int | None = None) -> dict:
-    """One work item for :func:`read_video` (``pool`` is a ``PoolConfig`` or None)."""
+    """One work item for :func:`read_video` (``pool`` is a ``PoolConfig`` or None; ``key``:
+    the frame ids' prefix, the video's path under the pool root; None: ``source_id``)."""
     return {
-        "kind": "video", "uri": uri, "source_id": source_id, "label": int(label),
+        "kind": "video", "uri": uri, "source_id": source_id, "key": key or source_id,
+        "label": int(label),
         "sampling": getattr(pool, "sampling", "every_n"),
         "every_n": int(getattr(pool, "every_n", 1)),
         "fps": float(getattr(pool, "fps", 0.0) or 0.0),
@@ -52,16 +63,23 @@ def list_videos(uri: str, *, limit: int | None = None, pool=None) -> PoolListing
 
     Raises:
         FileNotFoundError: no video files under ``uri``.
+        ValueError: ``pool.root`` does not hold the videos.
     """
     if uri.lower().endswith(VIDEO_SUFFIXES):
-        files, root = [uri], uri.rsplit("/", 1)[0]
+        files, default_root = [uri], uri.rsplit("/", 1)[0]
     else:
         files = [f for f in list_files(uri) if f.lower().endswith(VIDEO_SUFFIXES)]
-        root = uri.rstrip("/") if "://" in uri else resolve(uri)[1]
+        default_root = uri
     if not files:
         raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under pool.uri={uri!r}")
-    tasks = [pack(video_task(f, relative(f, root), pool=pool, limit=limit)) for f in files]
-    return PoolListing(tasks=tasks, classes=[])
+    root = pool_root(getattr(pool, "root", None) or default_root)
+    keys = relative_keys(files, root)
+    if None in keys:
+        raise ValueError(f"pool.root={root!r} does not hold the videos (e.g. "
+                         f"{files[keys.index(None)]!r}): set pool.root to a folder above them")
+    check_unique(keys, what=f"video pool {uri}")
+    tasks = [pack(video_task(f, k, pool=pool, limit=limit)) for f, k in zip(files, keys, strict=True)]
+    return PoolListing(tasks=tasks, classes=[], root=root)
 
 
 def read_video(task: dict, *, input_size: int, channels: int) -> Iterator[dict[str, np.ndarray]]:
@@ -111,8 +129,10 @@ class _SourceIOError(ConnectionError):
     """Reading the object failed (network/storage), as opposed to bad video data."""
 
 
-def _frames(task: dict, size: int, fmt: str, start: int) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(frame_index, timestamp_ms, pixels)`` for sampled frames with index >= start."""
+def _frames(task: dict, size: int, fmt: str, start: int,
+            info: dict | None = None) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(frame_index, timestamp_ms, pixels)`` for sampled frames with index >= start;
+    ``info`` gets the stream's source ``shape`` (height, width, channels)."""
     import av
     from av.video.reformatter import Interpolation, VideoReformatter
 
@@ -122,6 +142,10 @@ def _frames(task: dict, size: int, fmt: str, start: int) -> Iterator[tuple[int, 
         with av.open(reader, mode="r") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if info is not None:
+                cc = stream.codec_context
+                gray = (getattr(cc, "pix_fmt", "") or "").startswith("gray")
+                info["shape"] = (cc.height, cc.width, 1 if gray else 3)
             rate = float(stream.average_rate or stream.guessed_rate or 25)
             tb = float(stream.time_base or 0)
             t0 = stream.start_time or 0
@@ -176,15 +200,21 @@ def decode_video(task: dict, *, input_size: int, channels: int,
     fmt = "gray" if channels == 1 else "rgb24"
     shape = (input_size, input_size, channels)
     sid, uri, label = str(task["source_id"]), str(task["uri"]), int(task["label"])
+    key = str(task.get("key") or sid)
     rows: dict[str, list] = {"idx": [], "ts": [], "img": [], "err": []}
+    info: dict = {}
 
     def flush() -> dict[str, np.ndarray]:
         n = len(rows["idx"])
+        ok = np.asarray(rows["err"], dtype=object) == ""
+        src = np.zeros((n, 3), np.int32)
+        src[ok] = info.get("shape", (0, 0, 0))
         out = make_batch(
-            frame_id=[f"{sid}:{i}" for i in rows["idx"]], source_uri=[uri] * n,
+            frame_id=[f"{key}:{i}" for i in rows["idx"]], source_uri=[uri] * n,
             source_id=[sid] * n, frame_index=np.asarray(rows["idx"]),
             timestamp_ms=np.maximum(np.asarray(rows["ts"], dtype=np.int64), 0),
-            images=rows["img"], shape=shape, gt_label=np.full(n, label), error=rows["err"])
+            images=rows["img"], shape=shape, gt_label=np.full(n, label), error=rows["err"],
+            src_shape=src)
         for v in rows.values():
             v.clear()
         return out
@@ -198,7 +228,7 @@ def decode_video(task: dict, *, input_size: int, channels: int,
     start, attempt = 0, 0
     while True:
         try:
-            for idx, ts, pix in _frames(task, input_size, fmt, start):
+            for idx, ts, pix in _frames(task, input_size, fmt, start, info):
                 if ts < 0:  # truncation marker
                     fail(idx, pix.decode())
                     break

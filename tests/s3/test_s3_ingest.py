@@ -36,9 +36,11 @@ def test_manifest_and_image_prefix_from_s3(ray_session, tmp_path, s3_env):
     s = ingest(cfg, store)
     assert s.failed == 0 and s.classes == ["highway", "lanes"] and s.sources == 2
     ids = store.read_frames([])["frame_id"].to_pylist()
-    assert f"drive-1/front/{WHITE}:0" in ids and "dashcam/frames/drive-1/front:3" in ids
+    # ids: paths relative to the manifest's prefix (s3://dashcam), never the bucket URI
+    img = "frames/drive-1/front/frame_00003.png"
+    assert f"videos/{WHITE}:0" in ids and img in ids
     gt = store.ground_truth(ids)
-    assert gt[f"drive-1/front/{WHITE}:0"] == 1 and gt["dashcam/frames/drive-1/front:3"] == 0
+    assert gt[f"videos/{WHITE}:0"] == 1 and gt[img] == 0
     cfg2 = video_config(tmp_path / "p", f"s3://{BUCKET}/frames", **{"pool.format": "image_prefix"})
     s2 = ingest(cfg2, Store(cfg2.storage.uri))
     assert (s2.frames_added, s2.failed, s2.sources) == (4, 0, 1)

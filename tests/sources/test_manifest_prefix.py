@@ -39,13 +39,18 @@ def _read_all(listing, reader, size=16):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def test_image_prefix_ids_from_folders_and_names(frames_dir):
+def test_image_prefix_ids_are_relative_paths(frames_dir):
     listing = list_image_prefix(str(frames_dir))
     b = _read_all(listing, read_image_items)
     ids = set(b["frame_id"])
-    assert {"d1/front:0", "d1/front:5", "d1/front:10", "d2/front:99"} <= ids and len(ids) == 7
+    assert {"d1/front/frame_000000.png", "d1/front/frame_000010.png",
+            "d2/front/frame_000099.png"} <= ids and len(ids) == 7
+    assert set(b["source_id"]) == {"d1/front", "d2/front"}
+    got = dict(zip(b["frame_id"], b["frame_index"], strict=True))
+    assert got["d1/front/frame_000005.png"] == 5  # an ordering hint from the name
     bad = b["error"] != ""
-    assert list(b["frame_id"][bad]) == ["d2/front:99"] and "cannot decode" in b["error"][bad][0]
+    assert list(b["frame_id"][bad]) == ["d2/front/frame_000099.png"]
+    assert "cannot decode" in b["error"][bad][0]
     assert all(len(x) == 16 * 16 * 3 for x in b["image"][~bad])
     assert get_source("image_prefix")[1] is read_image_items
 
@@ -53,9 +58,10 @@ def test_image_prefix_ids_from_folders_and_names(frames_dir):
 @pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
 def test_manifest_videos_images_metadata_labels(tmp_path, frames_dir, kind):
     shutil.copy(VIDEOS / CUT, tmp_path / CUT)
+    shutil.copy(VIDEOS / WHITE, tmp_path / WHITE)
     rows = [
         {"uri": CUT, "drive_id": "drive-7", "camera": "front", "label": "highway"},
-        {"uri": str(VIDEOS / WHITE), "source_id": "white", "label": "lanes"},
+        {"uri": str(tmp_path / WHITE), "source_id": "white", "label": "lanes"},
         {"uri": "frames/d1/front/frame_000005.png", "timestamp_ms": 1234, "label": "lanes"},
         {"uri": "frames/d1/front/frame_000010.png", "drive_id": "d1", "camera": "front",
          "frame_index": 777},
@@ -75,11 +81,14 @@ def test_manifest_videos_images_metadata_labels(tmp_path, frames_dir, kind):
     assert listing.classes == ["highway", "lanes"]
     b = _read_all(listing, read_manifest_item)
     got = dict(zip(b["frame_id"], b["gt_label"], strict=True))
-    assert got[f"drive-7/front/{CUT}:0"] == 0 and got["white:19"] == 1
-    assert sum(f.startswith("white:") for f in got) == 20  # limit: 20 frames per video
-    img = b["source_id"] == str(tmp_path / "frames/d1/front")
+    assert got[f"{CUT}:0"] == 0 and got[f"{WHITE}:19"] == 1  # ids: paths under the manifest's
+    assert sum(f.startswith(f"{WHITE}:") for f in got) == 20  # limit: 20 frames per video
+    sources = dict(zip(b["frame_id"], b["source_id"], strict=True))
+    assert sources[f"{CUT}:0"] == f"drive-7/front/{CUT}" and sources[f"{WHITE}:0"] == "white"
+    img = b["source_id"] == "frames/d1/front"
     assert list(b["frame_index"][img]) == [5] and list(b["timestamp_ms"][img]) == [1234]
-    assert got["d1/front:777"] == -1  # no label given
+    assert got["frames/d1/front/frame_000010.png"] == -1  # no label given
+    assert sources["frames/d1/front/frame_000010.png"] == "d1/front"
     assert (b["error"] == "").all()
 
 
