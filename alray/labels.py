@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from alray.sources.classes import MAX_NUMERIC_CLASS, class_index
 from alray.storage import Store, sql_list
+from alray.storage.schema import FrameStatus
 
 __all__ = ["MAX_NUMERIC_CLASS", "LabelItem", "LabelResult", "class_index", "resolve_label",
            "submit_labels"]
@@ -66,7 +67,7 @@ def submit_labels(store: Store, items: list[LabelItem], *, source: str,
         fid = list(updates)
         store.update_frames(pa.table({
             "frame_id": pa.array(fid, pa.string()),
-            "status": pa.array(["labeled"] * len(fid), pa.string()),
+            "status": pa.array([FrameStatus.LABELED.value] * len(fid), pa.string()),
             "label": pa.array([updates[f][0] for f in fid], pa.int64()),
             "labeled_round": pa.array(np.array([updates[f][1] for f in fid], dtype=np.int64)),
         }))
@@ -93,12 +94,12 @@ def _judge(it: LabelItem, f: dict | None, seen: set, pending: dict, overwrite: b
                            f"label {it.label!r} out of range [0, {num_classes})")
     if f["split"] != "pool":
         return LabelResult(it.frame_id, "rejected", f"frame is in the {f['split']!r} split")
-    if f["status"] == "failed":
+    if f["status"] == FrameStatus.FAILED:
         return LabelResult(it.frame_id, "rejected", "frame failed to decode")
-    if f["status"] == "unlabeled":
+    if f["status"] == FrameStatus.UNLABELED:
         return LabelResult(it.frame_id, "rejected", "frame was never selected")
     current = pending[it.frame_id][0] if it.frame_id in pending else f["label"]
-    if f["status"] == "labeled" or it.frame_id in pending:
+    if f["status"] == FrameStatus.LABELED or it.frame_id in pending:
         if current == it.label:
             return LabelResult(it.frame_id, "duplicate", "frame already has this label")
         if not overwrite:

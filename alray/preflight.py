@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from alray.config import ConfigError, ProjectConfig
+from alray.config import ConfigError, ModelConfig, ProjectConfig
 
 __all__ = ["check_project"]
 
@@ -44,8 +44,14 @@ def check_project(cfg: ProjectConfig, *, strategies: Sequence[str] = (),
     Raises:
         ConfigError: one line per problem: ``<dotted key>: <reason>``.
     """
-    problems = [*_pool(cfg), *_storage(store_uri or cfg.storage.uri, store_uri is not None),
-                *_model(cfg), *_acquisition(cfg, strategies, strategy_flag)]
+    # Paths and settings first: they need no torch import, so they fail quickest.
+    cheap = [*_pool(cfg), *_storage(store_uri or cfg.storage.uri, store_uri is not None),
+             *_settings(cfg.model)]
+    _raise(cheap, source)
+    _raise([*_architecture(cfg.model), *_acquisition(cfg, strategies, strategy_flag)], source)
+
+
+def _raise(problems: list[str], source: str) -> None:
     if problems:
         raise ConfigError("\n".join([f"invalid config {source}:",
                                      *(f"  {p}" for p in problems)]))
@@ -92,14 +98,19 @@ def _storage(uri: str, overridden: bool) -> list[str]:
     return []
 
 
-def _model(cfg: ProjectConfig) -> list[str]:
-    m, out = cfg.model, []
+def _settings(m: ModelConfig) -> list[str]:
+    out = []
     if m.in_channels not in _CHANNELS:
         out.append(f"model.in_channels: {m.in_channels} is not supported; frames are decoded "
                    "as grayscale (1) or RGB (3)")
     weights = _local_path(m.weights_uri) if m.weights_uri else None
     if weights is not None and not weights.is_file():
         out.append(f"model.weights_uri: {str(weights)!r} does not exist")
+    return out
+
+
+def _architecture(m: ModelConfig) -> list[str]:
+    out: list[str] = []
     from alray.models.mc_dropout import available
 
     if m.architecture in available():

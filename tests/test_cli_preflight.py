@@ -50,22 +50,32 @@ def test_bad_config_fails_fast_without_ray(tmp_path: Path):
     bad = _write(tmp_path, {"pool": {"uri": str(tmp_path / "nowhere"), "format": "idx"},
                             "model": {"in_channels": 2},
                             "storage": {"uri": str(tmp_path / "store")}})
-    res, secs = _alray("run", str(bad), "--strategy", "bladd", cwd=tmp_path)
+    res, secs = _alray("run", str(bad), cwd=tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 2, out
     assert f"pool.uri: '{tmp_path / 'nowhere'}' does not exist" in out
     assert "model.in_channels: 2 is not supported" in out
-    assert "--strategy: unknown strategy 'bladd'. Did you mean 'bald'?" in out
     assert "Traceback" not in out
     assert secs < FAST_CPU_S, f"took {secs:.1f} s of CPU"
     assert not (tmp_path / "store").exists()  # nothing was created
-    # compare and ingest check the same way, before any work
-    res, secs = _alray("compare", str(bad), "--strategies", "random,nope", "--out",
+    res, _ = _alray("ingest", str(bad), cwd=tmp_path)
+    assert res.returncode == 2 and "pool.uri:" in res.stdout
+
+
+def test_bad_strategy_option_fails_fast_without_ray(tmp_path: Path):
+    good = _write(tmp_path, {"pool": {"uri": str(MNIST), "limit": 100},
+                             "storage": {"uri": str(tmp_path / "store")}})
+    res, secs = _alray("run", str(good), "--strategy", "bladd", cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "--strategy: unknown strategy 'bladd'. Did you mean 'bald'?" in res.stdout
+    assert secs < FAST_CPU_S and not (tmp_path / "store").exists()
+    res, secs = _alray("compare", str(good), "--strategies", "random,nope", "--out",
                        str(tmp_path / "cmp"), cwd=tmp_path)
     assert res.returncode == 2 and "--strategies: unknown strategy 'nope'" in res.stdout
     assert secs < FAST_CPU_S and not (tmp_path / "cmp").exists()
-    res, _ = _alray("ingest", str(bad), cwd=tmp_path)
-    assert res.returncode == 2 and "pool.uri:" in res.stdout
+    res, _ = _alray("compare", str(good), "--targets", "0.9,95", cwd=tmp_path)
+    assert res.returncode == 2 and "--targets='0.9,95': each target must lie in (0, 1]" \
+        in res.stdout
 
 
 def test_schema_errors_name_the_dotted_key(tmp_path: Path):

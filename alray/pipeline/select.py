@@ -10,6 +10,8 @@ import pyarrow as pa
 
 from alray import acquisition
 from alray.storage import Store, sql_list
+from alray.storage.schema import FrameStatus
+from alray.storage.store import frame_filter
 
 __all__ = ["mark_selected", "pick", "selected_in_round"]
 
@@ -29,13 +31,14 @@ def mark_selected(store: Store, frame_ids: np.ndarray, round_n: int) -> int:
     ids = [str(f) for f in frame_ids]
     if not ids:
         return 0
-    prior = store.count_frames(f"frame_id IN {sql_list(ids)} AND status != 'unlabeled'")
+    prior = store.count_frames(frame_filter(exclude=FrameStatus.UNLABELED,
+                                            also=f"frame_id IN {sql_list(ids)}"))
     if prior:
         raise RuntimeError(f"round {round_n}: {prior} of the {len(ids)} picked frames were "
                            "already selected or labeled; refusing to re-select")
     store.update_frames(pa.table({
         "frame_id": pa.array(ids, pa.string()),
-        "status": pa.array(["selected"] * len(ids), pa.string()),
+        "status": pa.array([FrameStatus.SELECTED.value] * len(ids), pa.string()),
         "selected_round": pa.array(np.full(len(ids), round_n, dtype=np.int64)),
     }))
     return prior
