@@ -40,12 +40,20 @@ class AlrayError(RuntimeError):
         self.body = body
 
 
+def _first_token(spec: str) -> str | None:
+    """The first token of an ``ALRAY_API_TOKENS`` value, without its ``scope:`` prefix."""
+    first = spec.split(",")[0].strip()
+    scope, sep, token = first.partition(":")
+    return (token.strip() if sep and scope in ("read", "label", "admin") else first) or None
+
+
 class Client:
     """Talk to ``alray serve``.
 
     Args:
         url: the service base URL (default ``$ALRAY_URL`` or ``http://127.0.0.1:8000``).
-        token: a bearer token (default: the first of ``$ALRAY_TOKEN`` / ``$ALRAY_API_TOKENS``).
+        token: a bearer token (default: ``$ALRAY_TOKEN``, else the first of
+            ``$ALRAY_API_TOKENS``, its ``scope:`` prefix dropped).
         timeout: seconds per request.
         transport: an httpx transport (tests, retries).
     """
@@ -53,8 +61,8 @@ class Client:
     def __init__(self, url: str | None = None, token: str | None = None, *,
                  timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
         url = url or os.environ.get("ALRAY_URL", "http://127.0.0.1:8000")
-        token = token or os.environ.get("ALRAY_TOKEN") or (
-            os.environ.get("ALRAY_API_TOKENS", "").split(",")[0].strip() or None)
+        token = token or os.environ.get("ALRAY_TOKEN") or _first_token(
+            os.environ.get("ALRAY_API_TOKENS", ""))
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout,
                                  transport=transport)

@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     use_ingress(args.ingress)
     ensure_ray(RayConfig(num_cpus=2))
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"service_root": root}), name="alray", route_prefix="/")
+    serve.run(build_app({"service_root": root, "data_roots": str(ROOT / "data"),
+                         "bind_url": url}), name="alray", route_prefix="/")
     sha = _git_sha()
     try:
         with Client(url, token, timeout=120) as client:

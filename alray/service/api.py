@@ -7,6 +7,7 @@ from fastapi.routing import APIRoute
 
 from alray.service import routes
 from alray.service.errors import install_error_handlers
+from alray.service.middleware import GuardMiddleware
 from alray.service.state import ServiceState
 
 __all__ = ["create_api"]
@@ -26,6 +27,7 @@ def create_api(state: ServiceState) -> FastAPI:
     app = FastAPI(title="alray", version="1", summary="Active-learning rounds over HTTP.",
                   generate_unique_id_function=_operation_id)
     app.state.alray = state
+    app.add_middleware(GuardMiddleware, state=state)  # token and body limit, before parsing
     install_error_handlers(app)
     for mod in (routes.health, routes.projects, routes.jobs, routes.rounds, routes.labels,
                 routes.frames):

@@ -2,13 +2,15 @@
 
 ``alray.service.app:build_app`` is the import path a RayService (``serveConfigV2``) uses; its
 ``args`` are :class:`~alray.service.settings.ServiceSettings` fields (never tokens: replicas
-read ``ALRAY_API_TOKENS`` from their environment, and the builder passes only digests).
+read ``ALRAY_API_TOKENS`` from their environment, and the builder passes only digests and
+scopes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from ray import serve
@@ -29,13 +31,13 @@ class AlrayService:
 
     Args:
         settings: ServiceSettings fields (merged over the replica's ``ALRAY_*`` environment).
-        token_digests: SHA-256 digests of accepted bearer tokens.
+        tokens: SHA-256 digest -> scope of the accepted bearer tokens.
     """
 
-    def __init__(self, settings: dict[str, Any], token_digests: list[str]):
+    def __init__(self, settings: dict[str, Any], tokens: dict[str, str]):
         from alray.service.state import ServiceState
 
-        self.state = ServiceState(ServiceSettings(**settings), token_digests)
+        self.state = ServiceState(ServiceSettings(**settings), tokens)
         self._watch: asyncio.Task | None = None
 
     async def __serve_build_asgi_app__(self):
@@ -62,7 +64,12 @@ class AlrayService:
         """Start the label writer and open the known projects' label tables in it, so the
         first label batch does not wait for a worker process and LanceDB to start."""
         names = await asyncio.to_thread(self.state.catalog.project_names)
-        uris = [(await asyncio.to_thread(self.state.project, n)).cfg.storage.uri for n in names]
+        uris = []
+        for n in names:
+            try:
+                uris.append((await asyncio.to_thread(self.state.project, n)).cfg.storage.uri)
+            except Exception:  # one broken project must not keep the others cold
+                log.warning("project %r cannot be opened; not warming its label table", n)
         await self.state.writer().warm.remote(uris)
 
     def check_health(self) -> None:
@@ -75,17 +82,27 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
     Args:
         args: ServiceSettings fields, e.g. ``{"service_root": "s3://bucket/alray"}``; the
-            bearer tokens come from ``ALRAY_API_TOKENS`` where this runs, hashed here.
+            bearer tokens come from ``ALRAY_API_TOKENS`` (and ``ALRAY_METRICS_TOKEN``) where
+            this runs, hashed here. ``alray serve CONFIG`` also passes ``config_dir`` (the
+            data root when ``ALRAY_DATA_ROOTS`` is unset) and ``bind_url``.
 
     Raises:
         ValueError: no API tokens are configured (the service refuses to run open).
     """
     args = dict(args or {})
     settings = ServiceSettings(**args)
-    digests = settings.token_digests()
-    if not digests:
+    tokens = settings.token_scopes()
+    if not any(s != "metrics" for s in tokens.values()):
         raise ValueError("ALRAY_API_TOKENS is empty: set it to one or more comma-separated "
                          "bearer tokens (a mounted secret in Kubernetes)")
     args.pop("api_tokens", None)
+    args.pop("metrics_token", None)
     args["service_root"] = settings.service_root
-    return AlrayService.bind(args, digests)
+    args["data_roots"] = settings.data_roots  # the builder's view wins over the replicas'
+    args["max_body_bytes"] = settings.max_body_bytes
+    if settings.config_dir:
+        args["config_dir"] = os.path.realpath(settings.config_dir)
+    if not settings.data_roots and not settings.config_dir:
+        log.warning("neither ALRAY_DATA_ROOTS nor a config folder is set: projects cannot be "
+                    "created over HTTP")
+    return AlrayService.bind(args, tokens)

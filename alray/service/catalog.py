@@ -8,6 +8,9 @@ Each project's config is also kept in its own store's ``meta`` table (key
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
 import time
 from datetime import timedelta
 from typing import Any
@@ -20,6 +23,8 @@ from alray.storage import Store, sql_list
 from alray.storage.uri import is_remote, join, storage_options
 
 __all__ = ["ACTIVE_JOB_STATES", "Catalog", "ConsistentStore", "JOB_STATES"]
+
+log = logging.getLogger(__name__)
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 ACTIVE_JOB_STATES = ("queued", "running")
@@ -42,6 +47,10 @@ _JOBS = pa.schema([
     pa.field("attempts", pa.int64()),
     pa.field("created_at", pa.float64()),
     pa.field("updated_at", pa.float64()),
+])
+_SECRETS = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("value", pa.string()),
 ])
 _JSON_FIELDS = ("params", "progress", "result")
 
@@ -101,27 +110,62 @@ class Catalog:
         found = self.project(cfg.name) if replace else None
         if found is not None:
             row["created_at"] = found[1]
+        if not replace and self.project_names(where=f"name = {_quote(cfg.name)}"):
+            return False
+        # The store first: a catalog row always names a store that exists.
+        ConsistentStore(cfg.storage.uri).set_meta("service_config", json.loads(row["config"]))
         merge = self._table("projects", _PROJECTS).merge_insert("name")
         if replace:
             merge = merge.when_matched_update_all()
         res = merge.when_not_matched_insert_all().execute(
             pa.Table.from_pylist([row], schema=_PROJECTS))
-        if not (res.num_inserted_rows or res.num_updated_rows):
-            return False
-        ConsistentStore(cfg.storage.uri).set_meta("service_config", json.loads(row["config"]))
-        return True
+        return bool(res.num_inserted_rows or res.num_updated_rows)
 
     def project(self, name: str) -> tuple[ProjectConfig, float] | None:
         """The project's config and creation time, or None."""
         rows = (self._table("projects", _PROJECTS).search()
-                .where(f"name = {sql_list([name])[1:-1]}").limit(1).to_arrow().to_pylist())
+                .where(f"name = {_quote(name)}").limit(1).to_arrow().to_pylist())
         if not rows:
             return None
         return validate_config(json.loads(rows[0]["config"])), rows[0]["created_at"]
 
-    def project_names(self) -> list[str]:
-        t = self._table("projects", _PROJECTS).search().select(["name"]).limit(None).to_arrow()
+    def project_names(self, where: str | None = None) -> list[str]:
+        q = self._table("projects", _PROJECTS).search().select(["name"])
+        t = (q.where(where) if where else q).limit(None).to_arrow()
         return sorted(t["name"].to_pylist())
+
+    # ---- secrets ------------------------------------------------------------------------
+    def signing_key(self) -> bytes:
+        """The service root's media signing key: 32 random bytes made once, then kept.
+
+        A local root keeps it in ``_alray/signing.key`` (mode 0600, created exclusively, so
+        concurrent replicas agree); an ``s3://`` root in the catalog's ``secrets`` table (the
+        first insert wins).
+        """
+        fresh = secrets.token_hex(32)
+        if not is_remote(self.root):
+            path = os.path.join(self.root, "_alray", "signing.key")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                for _ in range(50):  # another replica is writing it
+                    with open(path) as f:
+                        text = f.read().strip()
+                    if text:
+                        return bytes.fromhex(text)
+                    time.sleep(0.1)
+                raise RuntimeError("the signing key file is empty") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(fresh)
+            log.info("generated the media signing key (set ALRAY_SIGNING_KEY to choose one)")
+            return bytes.fromhex(fresh)
+        table = self._table("secrets", _SECRETS)
+        (table.merge_insert("key").when_not_matched_insert_all()
+         .execute(pa.Table.from_pylist([{"key": "signing_key", "value": fresh}],
+                                       schema=_SECRETS)))
+        rows = table.search().where("key = 'signing_key'").limit(1).to_arrow().to_pylist()
+        return bytes.fromhex(rows[0]["value"])
 
     # ---- jobs ---------------------------------------------------------------------------
     def put_job(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -147,13 +191,18 @@ class Catalog:
         return sorted(rows, key=lambda r: r["created_at"])
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        rows = self.jobs(f"job_id = {sql_list([job_id])[1:-1]}")
+        rows = self.jobs(f"job_id = {_quote(job_id)}")
         return rows[0] if rows else None
 
     def active_jobs(self, project: str | None = None, kind: str | None = None) -> list[dict]:
         where = f"state IN {sql_list(ACTIVE_JOB_STATES)}"
         if project is not None:
-            where += f" AND project = {sql_list([project])[1:-1]}"
+            where += f" AND project = {_quote(project)}"
         if kind is not None:
-            where += f" AND kind = {sql_list([kind])[1:-1]}"
+            where += f" AND kind = {_quote(kind)}"
         return self.jobs(where)
+
+
+def _quote(value: str) -> str:
+    """A SQL string literal."""
+    return sql_list([value])[1:-1]

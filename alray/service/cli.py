@@ -68,7 +68,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     root = args.root or os.environ.get("ALRAY_SERVICE_ROOT") or join(
         cfg.storage.uri.rstrip("/").rsplit("/", 1)[0], "service")
-    app = build_app({"service_root": root})  # fails early if ALRAY_API_TOKENS is empty
+    # Fails early if ALRAY_API_TOKENS is empty. The config's folder is the data root when
+    # ALRAY_DATA_ROOTS is unset; exported URLs use the bound address unless ALRAY_PUBLIC_URL.
+    app = build_app({"service_root": root, "config_dir": str(Path(args.config).resolve().parent),
+                     "bind_url": f"http://{args.host}:{args.port}"})
     if cfg.ray.address:
         console.print(f"joining Ray at {cfg.ray.address}: its pods' environment picks the "
                       "Serve ingress (see README, 'Serving')")

@@ -6,6 +6,7 @@ a 4xx; only a fault of the service itself is a 500, and its body names no intern
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -17,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from alray.config import ConfigError
 from alray.rounds import IllegalTransition
 
-__all__ = ["Conflict", "Invalid", "NotFound", "ServiceError", "Unauthorized", "Forbidden",
-           "install_error_handlers"]
+__all__ = ["Conflict", "Forbidden", "Invalid", "NotFound", "ServiceError", "TooLarge",
+           "Unauthorized", "Unavailable", "error_body", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,21 @@ class Forbidden(ServiceError):
     status, kind = 403, "forbidden"
 
 
+class TooLarge(ServiceError):
+    status, kind = 413, "too_large"
+
+
+class Unavailable(ServiceError):
+    status, kind = 503, "unavailable"
+
+
 def _body(kind: str, detail, **extra) -> dict:
     return jsonable_encoder({"error": kind, "detail": detail, **extra})
+
+
+def error_body(err: ServiceError) -> bytes:
+    """The JSON body of ``err`` (for answers given outside FastAPI, by the ASGI middleware)."""
+    return json.dumps(_body(err.kind, err.detail, **err.extra)).encode()
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -36,7 +36,10 @@ class MediaSigner:
 
     Args:
         key: the HMAC key (bytes).
-        expiry_s: URL lifetime; expiries are rounded up to the hour so URLs stay stable.
+        expiry_s: URL lifetime. Expiries are rounded down to a step (an hour at most, a
+            quarter of the lifetime for short ones) so URLs stay stable for a while, and a URL
+            whose expiry lies further ahead than ``expiry_s`` is refused, whatever its
+            signature.
     """
 
     def __init__(self, key: bytes, expiry_s: int):
@@ -48,12 +51,14 @@ class MediaSigner:
         return hmac.new(self.key, msg, hashlib.sha256).hexdigest()[:32]
 
     def url(self, base: str, project: str, frame_id: str, now: float | None = None) -> str:
-        exp = int((((now or time.time()) + self.expiry_s) // 3600 + 1) * 3600)
+        step = max(1, min(3600, self.expiry_s // 4))
+        exp = int(((now or time.time()) + self.expiry_s) // step * step)
         return (f"{base.rstrip('/')}/media/{quote(project, safe='')}/"
                 f"{quote(frame_id, safe='')}?exp={exp}&sig={self._sig(project, frame_id, exp)}")
 
     def check(self, project: str, frame_id: str, exp: int, sig: str) -> bool:
-        if not time.time() <= exp < 2**62:
+        now = time.time()
+        if not now <= exp <= now + self.expiry_s:
             return False
         return hmac.compare_digest(self._sig(project, frame_id, exp).encode(),
                                    sig.encode("utf-8", "replace"))

@@ -41,10 +41,14 @@ class JobRunner:
 
     Args:
         root: the service root URI (see :class:`~alray.service.catalog.Catalog`).
+        data_roots: resolved locations projects created over HTTP may read (see
+            :class:`~alray.service.roots.DataRoots`); their manifests' entries are checked
+            against them before an ingest reads any.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, data_roots: list[str] | None = None):
         self.catalog = Catalog(root)
+        self.data_roots = list(data_roots or [])
         self._lock = threading.Lock()  # one writer of job records, one submit at a time
         self._threads: dict[str, threading.Thread] = {}
         for job in self.catalog.active_jobs():
@@ -54,16 +58,19 @@ class JobRunner:
         """Number of live job threads (a liveness probe)."""
         return sum(t.is_alive() for t in self._threads.values())
 
-    def submit(self, project: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, project: str, kind: str, params: dict[str, Any],
+               data_roots: list[str] | None = None) -> dict[str, Any]:
         """Start a job unless the project already has one queued or running.
 
         One job at a time per project: a round never runs on a half-ingested pool, and two
-        rounds never race.
+        rounds never race. ``data_roots`` (the replica's) replaces the runner's.
 
         Returns:
             ``{"job": record}``, or ``{"conflict": reason, "job": active_job}``.
         """
         with self._lock:
+            if data_roots is not None:
+                self.data_roots = list(data_roots)
             for job in self.catalog.active_jobs(project):
                 if self._alive(job["job_id"]):
                     return {"conflict": f"project {project!r} has a {job['kind']} job "
@@ -107,6 +114,8 @@ class JobRunner:
             if loaded is None:
                 raise LookupError(f"project {job['project']!r} is not in the catalog")
             cfg = loaded[0]
+            if cfg.storage.uri == self.catalog.default_storage_uri(job["project"]):
+                self._check_locations(cfg)  # created over HTTP: only the data roots
             store = ConsistentStore(cfg.storage.uri)
             run = {"ingest": self._ingest, "round": self._round}[job["kind"]]
             result = run(job, cfg, store)
@@ -117,6 +126,25 @@ class JobRunner:
             return
         with self._lock:
             self._finish(job, "succeeded", result=result, error=None)
+
+    def _check_locations(self, cfg) -> None:
+        """Refuse a project whose pool, weights or manifest entries lie outside the data
+        roots (checked again here: the catalog may predate the roots; a manifest's entries
+        are known only once it is read).
+
+        Raises:
+            Forbidden: a location outside every root (names ALRAY_DATA_ROOTS).
+        """
+        from alray.service.roots import DataRoots
+
+        roots = DataRoots(self.data_roots)
+        roots.check(cfg.pool.uri, "pool.uri")
+        if cfg.model.weights_uri:
+            roots.check(cfg.model.weights_uri, "model.weights_uri")
+        if cfg.pool.format == "manifest":
+            from alray.sources.manifest import read_manifest
+
+            roots.check_all(read_manifest(cfg.pool.uri)["uri"], "manifest entry uri")
 
     def _ingest(self, job: dict, cfg, store: ConsistentStore) -> dict:
         from alray.pipeline.ingest import _listing, ingest
@@ -180,8 +208,8 @@ def _expected_frames(tasks: list[dict], limit: int | None) -> int | None:
 _RemoteRunner = ray.remote(JobRunner)
 
 
-def get_runner(root: str):
+def get_runner(root: str, data_roots: list[str] | None = None):
     """The job runner actor of ``root``: the live one, or a new one (which resumes jobs)."""
     return _RemoteRunner.options(
         name=runner_name(root), namespace=_NAMESPACE, lifetime="detached", get_if_exists=True,
-        num_cpus=0, max_concurrency=32, max_restarts=0).remote(root)
+        num_cpus=0, max_concurrency=32, max_restarts=0).remote(root, data_roots)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 __all__ = [
     "FramePublic", "JobPublic", "LabelIn", "LabelOut", "LabelsPublic", "LabelsSubmit",
@@ -28,9 +36,12 @@ class ProjectPublic(BaseModel):
     """A project as the API shows it."""
 
     name: str
-    storage_uri: str
+    storage_path: str | None = Field(description="The project's store: relative to the "
+                                     "service root (or a data root), an s3:// URI, or "
+                                     "'<path>'; never an absolute path of the server.")
     created_at: float
-    config: dict[str, Any] = Field(description="The project config (ProjectConfig as JSON).")
+    config: dict[str, Any] = Field(description="The project config (ProjectConfig as JSON; "
+                                   "locations shown like storage_path).")
     classes: list[str] = Field(description="Class names, index = label (empty before ingest).")
     frames: dict[str, int] = Field(description="Frame counts by status (pool split) and by "
                                    "split.")
@@ -109,10 +120,29 @@ class SelectionPage(BaseModel):
 
 class LabelIn(_Request):
     frame_id: str = Field(min_length=1, max_length=1000)
-    label: Annotated[int, Field(ge=-(2**31), le=2**31)] | Annotated[str, Field(max_length=200)] = (
-        Field(description="Class index, or a class name of the project."))
+    label: Annotated[StrictInt, Field(ge=-(2**31), le=2**31)] | Annotated[
+        StrictStr, Field(max_length=200)] = Field(
+        description="Class index (a JSON integer), or a class name of the project; a string of "
+        "ASCII digits is an index too. true/false, floats and non-ASCII digits are refused.")
     idempotency_key: str | None = Field(None, max_length=200, description="Retries with the "
-                                        "same key are accepted once.")
+                                        "same key are accepted once; the key reused for another "
+                                        "frame or label is a conflict.")
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _strict_label(cls, v: Any, info: ValidationInfo) -> Any:
+        """Refuse what only looks like a label, naming the frame (the loc names the index)."""
+        where = f"frame_id {info.data.get('frame_id')!r}"
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            raise ValueError(f"{where}: label must be a class index (integer) or a class name "
+                             f"(string), not {type(v).__name__} {repr(v)[:40]}")
+        if isinstance(v, int) and not -(2**31) <= v <= 2**31:
+            raise ValueError(f"{where}: label {v} is out of range (at most {2**31})")
+        if isinstance(v, str) and v.isnumeric() and not (
+                v.isascii() and v.isdigit() and len(v) <= 10 and int(v) <= 2**31):
+            raise ValueError(f"{where}: label {v[:40]!r} is not a class index: use ASCII digits "
+                             f"0-9, at most {2**31}")
+        return v
 
 
 class LabelsSubmit(_Request):
@@ -149,7 +179,8 @@ class LabelStudioEvent(BaseModel):
 
 class FramePublic(BaseModel):
     frame_id: str
-    source_uri: str | None
+    source_uri: str | None = Field(description="Relative to its data root, an s3:// URI, or "
+                                   "'<path>'.")
     source_id: str | None
     frame_index: int | None
     timestamp_ms: int | None
@@ -167,7 +198,8 @@ class FramePublic(BaseModel):
 class SimilarFrame(BaseModel):
     frame_id: str
     source_id: str | None
-    source_uri: str | None
+    source_uri: str | None = Field(description="Relative to its data root, an s3:// URI, or "
+                                   "'<path>'.")
     frame_index: int | None
     timestamp_ms: int | None
     split: str | None

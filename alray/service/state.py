@@ -6,11 +6,11 @@ at any time: caches only hold what can no longer change (a round's finished sele
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import ray
 
@@ -19,9 +19,10 @@ from alray.exports import SELECTION_COLUMNS
 from alray.exports import SELECTION_FINAL as _FINAL
 from alray.rounds import RoundState
 from alray.service.catalog import Catalog, ConsistentStore
-from alray.service.errors import Conflict, NotFound
+from alray.service.errors import Conflict, NotFound, Unavailable
 from alray.service.exports import MediaSigner
 from alray.service.jobs import get_runner
+from alray.service.roots import DataRoots
 from alray.service.settings import ServiceSettings
 from alray.service.writer import get_writer
 
@@ -77,16 +78,20 @@ class ServiceState:
 
     Args:
         settings: the service settings.
-        token_digests: SHA-256 digests of the accepted bearer tokens.
+        tokens: SHA-256 digest -> scope of the accepted bearer tokens (a list of digests:
+            all ``admin``).
     """
 
-    def __init__(self, settings: ServiceSettings, token_digests: list[str]):
+    def __init__(self, settings: ServiceSettings, tokens: dict[str, str] | list[str]):
         self.settings = settings
-        self.token_digests = sorted(set(token_digests) | set(settings.token_digests()))
-        key = settings.signing_key.encode() or hashlib.sha256(
-            ("alray-media\n" + "\n".join(self.token_digests)).encode()).digest()
-        self.signer = MediaSigner(key, settings.url_expiry_s)
+        if not isinstance(tokens, dict):
+            tokens = dict.fromkeys(tokens, "admin")
+        self.tokens = {**settings.token_scopes(), **tokens}
         self.catalog = Catalog(settings.service_root)
+        key = settings.signing_key.encode() or self.catalog.signing_key()
+        self.signer = MediaSigner(key, settings.url_expiry_s)
+        self.roots = DataRoots.from_settings(settings.data_roots, settings.config_dir,
+                                             settings.service_root)
         self._projects: dict[str, Project] = {}
         self._selections: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -111,13 +116,34 @@ class ServiceState:
         p = self._projects.get(name)
         if p is not None:
             return p
-        found = self.catalog.project(name)
+        try:
+            found = self.catalog.project(name)
+            if found is not None:
+                cfg, created = found
+                p = Project(name, cfg, ConsistentStore(cfg.storage.uri), created)
+        except Exception as err:  # a broken catalog entry or store: this project only
+            log.exception("project %r cannot be opened", name)
+            raise Unavailable(f"project {name!r} cannot be opened ({type(err).__name__}); "
+                              "see the service log") from None
         if found is None:
             raise NotFound(f"project {name!r} does not exist (POST /v1/projects creates it)")
-        cfg, created = found
-        p = Project(name, cfg, ConsistentStore(cfg.storage.uri), created)
         with self._lock:
             return self._projects.setdefault(name, p)
+
+    def http_created(self, p: Project) -> bool:
+        """True for a project created over HTTP (its store is the service root's own), whose
+        locations must lie under the data roots; False for the config ``alray serve`` was
+        started with (the operator's own)."""
+        return p.cfg.storage.uri == self.catalog.default_storage_uri(p.name)
+
+    def may_serve(self, p: Project, uri: str) -> bool:
+        """True if ``/media`` may read ``uri`` for ``p``: under a data root, or (the served
+        config's project only) under its own pool location."""
+        if self.roots.allows(uri):
+            return True
+        if self.http_created(p):
+            return False
+        return DataRoots([p.cfg.pool.uri]).allows(uri)
 
     def create_project(self, cfg: ProjectConfig) -> Project:
         """Register a project.
@@ -139,6 +165,19 @@ class ServiceState:
             self._writer = get_writer(self.settings.service_root)
         return self._writer
 
+    def base_url(self, scope: dict[str, Any]) -> str:
+        """Where exported URLs point: ``public_url``, else ``bind_url``, else the address the
+        replica's socket is bound to (the ASGI ``server``), never the request's Host header."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/") + "/"
+        host, port = scope.get("server") or ("127.0.0.1", 8000)
+        bound = urlparse(self.settings.bind_url or "")
+        if bound.hostname and bound.hostname not in ("0.0.0.0", "::"):
+            return self.settings.bind_url.rstrip("/") + "/"
+        port = bound.port or port  # listening on every address: the one this socket has
+        host = f"[{host}]" if ":" in str(host) else host
+        return f"http://{host}:{port}/"
+
     # ---- jobs ---------------------------------------------------------------------------
     def runner(self):
         """The job runner actor (recreated, resuming unfinished jobs, if it died)."""
@@ -148,7 +187,7 @@ class ServiceState:
                 return self._runner
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 log.warning("job runner is gone; starting a new one")
-        self._runner = get_runner(self.settings.service_root)
+        self._runner = get_runner(self.settings.service_root, self.roots.roots)
         ray.get(self._runner.ping.remote(), timeout=60)
         return self._runner
 
@@ -158,7 +197,8 @@ class ServiceState:
         Raises:
             Conflict: a job of this kind is already queued or running for the project.
         """
-        out = ray.get(self.runner().submit.remote(project, kind, params), timeout=60)
+        out = ray.get(self.runner().submit.remote(project, kind, params, self.roots.roots),
+                      timeout=60)
         if "conflict" in out:
             raise Conflict(out["conflict"], job_id=out["job"]["job_id"])
         return out["job"]
@@ -194,6 +234,9 @@ class ServiceState:
         if state not in SELECTION_FINAL:
             raise Conflict(f"round {n} is {rec['state']}: its selection is not final yet")
         rows = p.store.read_frames(_SELECTION_COLUMNS, f"selected_round = {int(n)}").to_pylist()
+        from alray.pipeline.select import attach_selection  # the selection record's fields
+
+        rows = attach_selection(p.store, n, rows)
         with self._lock:
             self._selections[key] = rows
         return rows

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from alray.sources import get_source
-from alray.sources._common import apply_env
+from alray.storage.uri import s3_settings
 
 __all__ = ["decode_work_items"]
 
@@ -22,14 +22,15 @@ def decode_work_items(batch: dict[str, np.ndarray], fmt: str, input_size: int, c
     """Ray Data task: work items → frame record batches (see :mod:`alray.sources.base`).
 
     Readers may return one batch or yield several (a video streams in ``pool.batch_frames``
-    batches). ``env`` carries the driver's S3 settings into the worker.
+    batches). ``env`` carries the project's S3 settings into the worker, for this task's reads
+    only: they never enter the (reused) worker's ``os.environ``.
     """
-    apply_env(env)
     read = get_source(fmt)[1]
     keys = list(batch)
-    for i in range(len(batch[keys[0]])):  # loop over work items (videos, shards), not frames
-        out = read({k: batch[k][i] for k in keys}, input_size=input_size, channels=channels)
-        if isinstance(out, dict):
-            yield out
-        else:
-            yield from out
+    with s3_settings(env):
+        for i in range(len(batch[keys[0]])):  # loop over work items (videos, shards)
+            out = read({k: batch[k][i] for k in keys}, input_size=input_size, channels=channels)
+            if isinstance(out, dict):
+                yield out
+            else:
+                yield from out

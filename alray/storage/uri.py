@@ -2,19 +2,46 @@
 
 S3 settings come from the standard AWS environment (``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), so one config works
-against AWS and any S3-compatible store.
+against AWS and any S3-compatible store; inside :func:`s3_settings` (a project's own endpoint,
+in a reused Ray worker) the given values win, without touching ``os.environ``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 __all__ = [
-    "is_remote", "join", "list_files", "open_input", "read_bytes", "resolve", "storage_options",
+    "is_remote", "join", "list_files", "open_input", "read_bytes", "resolve", "s3_settings",
+    "storage_options",
 ]
+
+_S3_SETTINGS: ContextVar[dict[str, str] | None] = ContextVar("alray_s3_settings", default=None)
+
+
+def _aws(key: str) -> str | None:
+    """An ``AWS_*`` setting: the current :func:`s3_settings` first, then the environment."""
+    given = _S3_SETTINGS.get()
+    return (given or {}).get(key) or os.environ.get(key)
+
+
+@contextlib.contextmanager
+def s3_settings(env: dict[str, str] | None) -> Iterator[None]:
+    """Use these ``AWS_*`` values for S3 access in this context only (a decode task's
+    project settings; the worker's environment is left as it was)."""
+    token = _S3_SETTINGS.set(dict(env or {}))
+    try:
+        yield
+    finally:
+        try:
+            _S3_SETTINGS.reset(token)
+        except ValueError:  # resumed in another context (a generator): clear it there
+            _S3_SETTINGS.set(None)
 
 
 def is_remote(uri: str) -> bool:
@@ -23,11 +50,13 @@ def is_remote(uri: str) -> bool:
 
 
 def _s3_filesystem() -> pafs.S3FileSystem:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    kwargs: dict = {"region": os.environ.get("AWS_REGION", "us-east-1")}
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
-        kwargs["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    endpoint = _aws("AWS_ENDPOINT_URL") or _aws("AWS_ENDPOINT_URL_S3")
+    kwargs: dict = {"region": _aws("AWS_REGION") or "us-east-1"}
+    if _aws("AWS_ACCESS_KEY_ID"):
+        kwargs["access_key"] = _aws("AWS_ACCESS_KEY_ID")
+        kwargs["secret_key"] = _aws("AWS_SECRET_ACCESS_KEY") or ""
+        if _aws("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = _aws("AWS_SESSION_TOKEN")
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
@@ -84,7 +113,7 @@ def read_bytes(uri: str) -> bytes:
 def storage_options() -> dict[str, str]:
     """Lance/LanceDB ``storage_options`` from the AWS environment (empty for local URIs)."""
     opts: dict[str, str] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    endpoint = _aws("AWS_ENDPOINT_URL") or _aws("AWS_ENDPOINT_URL_S3")
     if endpoint:
         opts["aws_endpoint"] = endpoint
         if endpoint.startswith("http://"):
@@ -94,7 +123,7 @@ def storage_options() -> dict[str, str]:
         ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
         ("AWS_REGION", "aws_region"),
     ):
-        if os.environ.get(env):
-            opts[key] = os.environ[env]
+        if _aws(env):
+            opts[key] = _aws(env)
     opts.setdefault("aws_region", "us-east-1")
     return opts

@@ -36,21 +36,43 @@ class Served:
         raise TimeoutError(f"job {job_id} still {job['state']} after {timeout}s")
 
 
-def start_service(root: Path, port: int) -> str:
+#: Scoped tokens (ALRAY_API_TOKENS=label:...,read:...) besides the two unscoped (admin) ones.
+LABEL_TOKEN = "test-token-label"
+READ_TOKEN = "test-token-read"
+#: ALRAY_METRICS_TOKEN of the test services (/metrics with per-project series).
+METRICS_TOKEN = "test-token-metrics"
+
+
+def data_roots(root: Path) -> str:
+    """ALRAY_DATA_ROOTS of the test services: the repo's data folder and the session's temp
+    folder (where test pools live), never the whole machine."""
+    from tests.conftest import MNIST
+
+    return f"{MNIST.parent},{root.parent}"
+
+
+def store_of(served: Served, project: str) -> ConsistentStore:
+    """A project's store (the API shows no absolute server paths: service root + name)."""
+    return ConsistentStore(str(served.root / "projects" / project))
+
+
+def start_service(root: Path, port: int, **settings) -> str:
     """Deploy the app on 127.0.0.1:port and wait for /readyz (a running Serve keeps its
-    port)."""
+    port). ``settings``: more ServiceSettings fields."""
     from ray import serve
 
     from alray.service.app import build_app
 
-    os.environ["ALRAY_API_TOKENS"] = f"{TOKEN}, {OTHER_TOKEN}"
+    os.environ["ALRAY_API_TOKENS"] = (f"{TOKEN}, {OTHER_TOKEN}, label:{LABEL_TOKEN}, "
+                                      f"read:{READ_TOKEN}")
+    url = f"http://127.0.0.1:{port}"
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app({"service_root": str(root)}), name="alray", route_prefix="/",
-                  blocking=False)
+        serve.run(build_app({"service_root": str(root), "data_roots": data_roots(root),
+                             "bind_url": url, "metrics_token": METRICS_TOKEN, **settings}),
+                  name="alray", route_prefix="/", blocking=False)
     finally:
         del os.environ["ALRAY_API_TOKENS"]
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -105,7 +127,7 @@ def seeded(served: Served, tmp_path_factory) -> dict:
     sel = http.get("/v1/projects/api/rounds/0/selection", params={"format": "jsonl",
                                                                   "limit": 100})
     ids = [httpx.Response(200, content=x).json()["frame_id"] for x in sel.text.splitlines()]
-    store = ConsistentStore(http.get("/v1/projects/api").json()["storage_uri"])
+    store = store_of(served, "api")
     return {"ids": ids, "store": store,
             "unselected": store.read_frames([], "split = 'pool' AND status = 'unlabeled'")[
                 "frame_id"].to_pylist()[:3],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.service.conftest import Served, project_config
+from tests.service.conftest import METRICS_TOKEN, Served, project_config
 
 
 def _label_all(served: Served, project: str, n: int) -> dict:
@@ -14,7 +14,7 @@ def _label_all(served: Served, project: str, n: int) -> dict:
                            params={"format": "jsonl", "limit": 1000})
     ids = [httpx.Response(200, content=line).json()["frame_id"]
            for line in page.text.splitlines()]
-    store = Store(served.http.get(f"/v1/projects/{project}").json()["storage_uri"])
+    store = Store(str(served.root / "projects" / project))
     gt = store.ground_truth(ids)
     body = {"labels": [{"frame_id": f, "label": gt[f], "idempotency_key": f"k:{f}"}
                        for f in ids]}
@@ -100,7 +100,8 @@ def test_full_cycle(served: Served, tmp_path):
     assert http.get(f"/v1/projects/cycle/frames/{ids[0]}/similar",
                     params={"k": 0}).status_code == 422
 
-    metrics = httpx.get(served.url + "/metrics").text
+    metrics = httpx.get(served.url + "/metrics",
+                        headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert 'alray_frames{project="cycle",split="pool",status="labeled"} 30.0' in metrics
     assert 'alray_labels_received_total{project="cycle",status="accepted"} 30.0' in metrics
     assert "alray_round_duration_seconds" in metrics and "alray_jobs" in metrics

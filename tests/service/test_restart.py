@@ -33,7 +33,7 @@ def test_restart_mid_round_loses_nothing(served: Served, tmp_path):
         "job_id"])["state"] == "succeeded"
     sel = http.get("/v1/projects/restart/rounds/0/selection", params={"format": "jsonl"})
     ids = [httpx.Response(200, content=x).json()["frame_id"] for x in sel.text.splitlines()]
-    store = ConsistentStore(http.get("/v1/projects/restart").json()["storage_uri"])
+    store = ConsistentStore(str(served.root / "projects" / "restart"))
     gt = store.ground_truth(ids)
     items = [{"frame_id": f, "label": gt[f], "idempotency_key": f"r:{f}"} for f in ids]
     assert http.post("/v1/projects/restart/labels",

@@ -6,14 +6,15 @@ import io
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from alray.service.deps import StateDep
-from alray.service.errors import Forbidden, NotFound
+from alray.service.errors import Forbidden, NotFound, Unauthorized
 from alray.service.exports import is_image_uri
 from alray.service.metrics import render_metrics
 from alray.service.schemas import Status
+from alray.service.settings import token_scope
 from alray.storage import sql_list
 from alray.storage.uri import read_bytes
 
@@ -37,10 +38,22 @@ def readyz(state: StateDep) -> Response | Status:
     return Status(status="ready")
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics(state: StateDep) -> PlainTextResponse:
-    """Prometheus text: frames, labels, rounds and job queues (Ray exports its own)."""
-    body, ctype = render_metrics(state)
+@router.get("/metrics", response_class=PlainTextResponse, responses={401: {}, 403: {}})
+def metrics(state: StateDep, request: Request) -> PlainTextResponse:
+    """Prometheus text: frames, labels, rounds and job queues (Ray exports its own).
+
+    With ALRAY_METRICS_TOKEN set, only that bearer token may scrape, and series carry a
+    ``project`` label; without it, anyone may, and series are summed over projects (no
+    project names).
+    """
+    per_project = any(s == "metrics" for s in state.tokens.values())
+    if per_project:
+        kind, _, token = request.headers.get("authorization", "").partition(" ")
+        if kind.lower() != "bearer" or not token.strip():
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <ALRAY_METRICS_TOKEN>'")
+        if token_scope(token.strip(), state.tokens) != "metrics":
+            raise Forbidden("invalid metrics token")
+    body, ctype = render_metrics(state, per_project=per_project)
     return PlainTextResponse(body, media_type=ctype)
 
 
@@ -63,6 +76,8 @@ def media(state: StateDep, project: Annotated[str, Path(max_length=64)], frame_i
         raise NotFound(f"frame {frame_id!r} not found in project {project!r}")
     r = rows[0]
     uri = r["source_uri"] or ""
+    if not state.may_serve(p, uri):
+        raise Forbidden(f"frame {frame_id!r}: its source lies outside ALRAY_DATA_ROOTS")
     if is_image_uri(uri):
         suffix = "." + uri.rsplit(".", 1)[-1].lower()
         return Response(read_bytes(uri), media_type=_TYPES.get(suffix, "application/octet-stream"))

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from alray.config import ProjectConfig, _absolute
-from alray.service.deps import Auth, ProjectDep, StateDep
+from alray.config import ProjectConfig
+from alray.service.deps import AdminScope, ProjectDep, ReadScope, StateDep
 from alray.service.errors import Invalid
+from alray.service.routes.jobs import job_public
 from alray.service.schemas import JobPublic, ProjectPublic
 from alray.service.settings import PROJECT_NAME
-from alray.service.state import Project
+from alray.service.state import Project, ServiceState
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"], dependencies=[Auth])
+router = APIRouter(prefix="/v1/projects", tags=["projects"])
+
+#: Config fields that hold a location (shown relative to their data root).
+_LOCATIONS = (("pool", "uri"), ("storage", "uri"), ("model", "weights_uri"))
 
 
-def project_public(p: Project) -> ProjectPublic:
+def project_public(state: ServiceState, p: Project) -> ProjectPublic:
     store = p.store
     frames: dict[str, int] = {}
     if store.has_frames():
@@ -26,37 +30,46 @@ def project_public(p: Project) -> ProjectPublic:
         for s in ("unlabeled", "selected", "labeled", "failed"):
             frames[s] = pool.count(s)
     rounds = store.rounds()
+    config = p.cfg.model_dump(mode="json")
+    for section, key in _LOCATIONS:  # never an absolute path of the server
+        config[section][key] = state.roots.show(config[section][key])
     return ProjectPublic(
-        name=p.name, storage_uri=store.uri, created_at=p.created_at,
-        config=p.cfg.model_dump(mode="json"), classes=p.classes(), frames=frames,
+        name=p.name, storage_path=state.roots.show(store.uri), created_at=p.created_at,
+        config=config, classes=p.classes(), frames=frames,
         rounds=len(rounds), latest_round=rounds[-1]["round"] if rounds else None,
         latest_state=rounds[-1]["state"] if rounds else None)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectPublic,
-             responses={409: {"description": "name exists"}, 422: {}})
-def create_project(state: StateDep, body: ProjectConfig) -> ProjectPublic:
-    """Create a project from a project config; its store lives under the service root."""
-    if not PROJECT_NAME.match(body.name):
+             responses={403: {"description": "a location outside ALRAY_DATA_ROOTS, or not "
+                              "an admin token"}, 409: {"description": "name exists"}, 422: {}})
+def create_project(state: StateDep, body: ProjectConfig, _: AdminScope) -> ProjectPublic:
+    """Create a project from a project config; its store lives under the service root.
+
+    ``pool.uri`` and ``model.weights_uri`` must lie under ALRAY_DATA_ROOTS (a relative path
+    is taken relative to the first local root); anything else is refused with 403.
+    """
+    if not PROJECT_NAME.fullmatch(body.name):
         raise Invalid(f"name={body.name!r}: use 1-64 letters, digits, '_' or '-', starting "
                       "with a letter or digit")
-    try:
-        pool_uri = _absolute(body.pool.uri)
-    except (ValueError, OSError) as err:
-        raise Invalid(f"pool.uri={body.pool.uri!r}: {err}") from None
-    cfg = body.with_overrides(**{"pool.uri": pool_uri,
-                                 "storage.uri": state.catalog.default_storage_uri(body.name)})
-    return project_public(state.create_project(cfg))
+    over = {"pool.uri": state.roots.check(body.pool.uri, "pool.uri"),
+            "storage.uri": state.catalog.default_storage_uri(body.name)}
+    if body.model.weights_uri:
+        over["model.weights_uri"] = state.roots.check(body.model.weights_uri,
+                                                      "model.weights_uri")
+    cfg = body.with_overrides(**over)
+    return project_public(state, state.create_project(cfg))
 
 
 @router.get("/{project}", response_model=ProjectPublic, responses={404: {}})
-def get_project(p: ProjectDep) -> ProjectPublic:
+def get_project(state: StateDep, p: ProjectDep, _: ReadScope) -> ProjectPublic:
     """A project: config, classes, frame counts and its latest round."""
-    return project_public(p)
+    return project_public(state, p)
 
 
 @router.post("/{project}/ingest", status_code=status.HTTP_202_ACCEPTED,
-             response_model=JobPublic, responses={404: {}, 409: {}})
-def start_ingest(state: StateDep, p: ProjectDep) -> JobPublic:
+             response_model=JobPublic, responses={403: {}, 404: {}, 409: {}})
+def start_ingest(state: StateDep, p: ProjectDep, _: AdminScope) -> JobPublic:
     """Ingest the project's pool in the background (idempotent); poll GET /v1/jobs/{id}."""
-    return JobPublic(**state.submit(p.name, "ingest", {}))
+    return job_public(state, state.submit(p.name, "ingest", {}))
+

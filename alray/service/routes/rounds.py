@@ -12,10 +12,11 @@ from fastapi.responses import Response
 from alray import acquisition
 from alray.exports import coco_categories
 from alray.rounds import RoundController, RoundState
-from alray.service.deps import Auth, ProjectDep, StateDep
+from alray.service.deps import AdminScope, ProjectDep, ReadScope, StateDep
 from alray.service.errors import Conflict, Invalid
 from alray.service.exports import decode_cursor, encode_cursor, export_items, frame_url
 from alray.service.routes.frames import base_url
+from alray.service.routes.jobs import job_public
 from alray.service.schemas import (
     RoundPublic,
     RoundsPublic,
@@ -23,9 +24,9 @@ from alray.service.schemas import (
     RoundStartPublic,
     SelectionPage,
 )
-from alray.service.state import Project
+from alray.service.state import Project, ServiceState
 
-router = APIRouter(prefix="/v1/projects/{project}/rounds", tags=["rounds"], dependencies=[Auth])
+router = APIRouter(prefix="/v1/projects/{project}/rounds", tags=["rounds"])
 
 RoundN = Annotated[int, Path(ge=0, le=1_000_000, description="Round number.")]
 
@@ -43,22 +44,24 @@ def _counts(p: Project) -> dict[int, tuple[int, int]]:
     return {n: (a, b) for n, (a, b) in out.items()}
 
 
-def round_public(rec: dict, counts: dict[int, tuple[int, int]]) -> RoundPublic:
+def round_public(state: ServiceState, rec: dict, counts: dict[int, tuple[int, int]]
+                 ) -> RoundPublic:
     diag = dict(rec["diagnostics"])
     timings = diag.pop("timings", {})
     sel, lab = counts.get(rec["round"], (0, 0))
     return RoundPublic(
         round=rec["round"], state=rec["state"], strategy=rec["strategy"],
         batch_size=rec["batch_size"], selected=sel, labeled=lab,
-        checkpoint_uri=rec["checkpoint_uri"], metrics=rec["metrics"], diagnostics=diag,
-        timings=timings, stop_reason=rec["stop_reason"], error=rec["error"],
+        checkpoint_uri=state.roots.show(rec["checkpoint_uri"]), metrics=rec["metrics"],
+        diagnostics=diag, timings=timings, stop_reason=rec["stop_reason"],
+        error=state.roots.scrub(rec["error"]),
         started_at=rec["started_at"], updated_at=rec["updated_at"])
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RoundStartPublic,
              responses={404: {}, 409: {"description": "a round is running, labels are awaited "
                                         "(pass force), or the project has stopped"}, 422: {}})
-def start_round(state: StateDep, p: ProjectDep, body: RoundStart | None = None
+def start_round(state: StateDep, p: ProjectDep, _: AdminScope, body: RoundStart | None = None
                 ) -> RoundStartPublic:
     """Start the next round (train → score → select) in the background, or resume one.
 
@@ -91,28 +94,28 @@ def start_round(state: StateDep, p: ProjectDep, body: RoundStart | None = None
     nxt = last["round"] if last and last["state"] not in ("COMPLETED", "STOPPED") else (
         last["round"] + 1 if last else 0)
     job = state.submit(p.name, "round", params)
-    return RoundStartPublic(job=job, next_round=nxt)
+    return RoundStartPublic(job=job_public(state, job), next_round=nxt)
 
 
 @router.get("", response_model=RoundsPublic, responses={404: {}})
-def list_rounds(p: ProjectDep) -> RoundsPublic:
+def list_rounds(state: StateDep, p: ProjectDep, _: ReadScope) -> RoundsPublic:
     """Every round, oldest first."""
     counts = _counts(p)
-    data = [round_public(r, counts) for r in p.store.rounds()]
+    data = [round_public(state, r, counts) for r in p.store.rounds()]
     return RoundsPublic(data=data, count=len(data))
 
 
 @router.get("/{n}", response_model=RoundPublic, responses={404: {}})
-def get_round(state: StateDep, p: ProjectDep, n: RoundN) -> RoundPublic:
+def get_round(state: StateDep, p: ProjectDep, n: RoundN, _: ReadScope) -> RoundPublic:
     """One round: state, strategy, batch size, timings, metrics and diagnostics."""
-    return round_public(state.round(p, n), _counts(p))
+    return round_public(state, state.round(p, n), _counts(p))
 
 
 @router.get("/{n}/selection", response_model=SelectionPage,
             responses={200: {"content": {"application/x-ndjson": {}}}, 404: {}, 409: {},
                        422: {}})
 async def get_selection(
-    state: StateDep, p: ProjectDep, n: RoundN, request: Request,
+    state: StateDep, p: ProjectDep, n: RoundN, request: Request, _: ReadScope,
     format: Annotated[Literal["jsonl", "label-studio", "coco"], Query()] = "label-studio",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -137,6 +140,8 @@ async def get_selection(
     urls = [frame_url(r, project=p.name, base=base, signer=state.signer,
                       expiry_s=state.settings.url_expiry_s) for r in page]
     classes = p.classes()
+    if format == "jsonl":  # source paths relative to their data root
+        page = [{**r, "source_uri": state.roots.show(r["source_uri"])} for r in page]
     items = export_items(page, format, urls=urls, classes=classes, offset=offset)
     nxt = encode_cursor(offset + limit) if offset + limit < len(rows) else None
     if format == "jsonl":
