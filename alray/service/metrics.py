@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from alray.storage.schema import FrameStatus, Split
+
 if TYPE_CHECKING:
     from alray.service.state import ServiceState
 
@@ -93,7 +95,7 @@ class _StoreCollector:
                 for (sp, st), c in sorted(pairs.items()):
                     adds.append((frames, [name, sp, st], c))
                 adds.append((scored, [name], t.num_rows - t["score"].null_count))
-                adds.append((awaited, [name], pairs.get(("pool", "selected"), 0)))
+                adds.append((awaited, [name], pairs.get((Split.POOL, FrameStatus.SELECTED), 0)))
         ev = p.store.label_events()
         acc = ev["accepted"].to_pylist()
         adds.append((events, [name, "true"], sum(bool(a) for a in acc)))

@@ -11,6 +11,7 @@ from alray.service.routes.jobs import job_public
 from alray.service.schemas import JobPublic, ProjectPublic
 from alray.service.settings import PROJECT_NAME
 from alray.service.state import Project, ServiceState
+from alray.storage.schema import FrameStatus, Split
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
@@ -24,11 +25,11 @@ def project_public(state: ServiceState, p: Project) -> ProjectPublic:
     if store.has_frames():
         t = store.read_frames(["split", "status"])
         split, stat = t["split"].to_pylist(), t["status"].to_pylist()
-        for s in ("pool", "val", "test"):
-            frames[s] = split.count(s)
-        pool = [st for sp, st in zip(split, stat, strict=True) if sp == "pool"]
-        for s in ("unlabeled", "selected", "labeled", "failed"):
-            frames[s] = pool.count(s)
+        for s in Split:
+            frames[s.value] = split.count(s)
+        pool = [st for sp, st in zip(split, stat, strict=True) if sp == Split.POOL]
+        for s in FrameStatus:
+            frames[s.value] = pool.count(s)
     rounds = store.rounds()
     config = p.cfg.model_dump(mode="json")
     for section, key in _LOCATIONS:  # never an absolute path of the server

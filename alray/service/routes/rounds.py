@@ -25,6 +25,8 @@ from alray.service.schemas import (
     SelectionPage,
 )
 from alray.service.state import Project, ServiceState
+from alray.storage.schema import FrameStatus
+from alray.storage.store import frame_filter
 
 router = APIRouter(prefix="/v1/projects/{project}/rounds", tags=["rounds"])
 
@@ -40,7 +42,7 @@ def _counts(p: Project) -> dict[int, tuple[int, int]]:
     for n, s in zip(t["selected_round"].to_pylist(), t["status"].to_pylist(), strict=True):
         c = out.setdefault(n, [0, 0])
         c[0] += 1
-        c[1] += s == "labeled"
+        c[1] += s == FrameStatus.LABELED
     return {n: (a, b) for n, (a, b) in out.items()}
 
 
@@ -80,8 +82,8 @@ def start_round(state: StateDep, p: ProjectDep, _: AdminScope, body: RoundStart 
     last = rounds[-1] if rounds else None
     params: dict = {"strategy": body.strategy, "force": body.force}
     if last is not None and last["state"] == RoundState.AWAITING_LABELS:
-        waiting = p.store.count_frames(f"selected_round = {int(last['round'])} AND "
-                                       "status = 'selected'")
+        waiting = p.store.count_frames(frame_filter(
+            status=FrameStatus.SELECTED, also=f"selected_round = {int(last['round'])}"))
         if waiting and not body.force:
             raise Conflict(f"round {last['round']} still awaits {waiting} labels: POST them "
                            "to .../labels, or start with force=true", waiting=waiting)
