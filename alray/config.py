@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AcquisitionConfig",
@@ -21,6 +28,7 @@ __all__ = [
     "RayConfig",
     "StorageConfig",
     "TrainConfig",
+    "VideoSelectionConfig",
     "load_config",
 ]
 
@@ -232,15 +240,54 @@ class TrainConfig(_Section):
     )
 
 
+class VideoSelectionConfig(_Section):
+    """The video constraint: spread a round's picks over clips and time.
+
+    Off unless ``min_gap_ms`` or ``max_per_group`` is set; then every strategy, in every round,
+    returns no two frames of one group closer than ``min_gap_ms`` (nor closer than that to a
+    frame of the group selected or labeled in an earlier round), and at most ``max_per_group``
+    frames of one group per round.
+    """
+
+    group_by: str = Field(
+        "source_id", min_length=1, description="What a group is: 'source_id' (the video or "
+        "folder a frame came from), or a column of a manifest pool (pool.format: manifest), "
+        "e.g. 'drive_id', so frames of one drive count as one group across cameras."
+    )
+    min_gap_ms: float | None = Field(
+        None, ge=0, description="Two selected frames of one group are at least this many "
+        "milliseconds apart (frames.timestamp_ms). None: no gap rule."
+    )
+    max_per_group: int | None = Field(
+        None, ge=1, description="At most this many frames of one group per round. None: no "
+        "quota."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any rule is set."""
+        return self.min_gap_ms is not None or self.max_per_group is not None
+
+
+def _suggest(name: str, valid: list[str], what: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"{name!r} is not a {what}.{hint} Valid: {', '.join(valid)}"
+
+
 class AcquisitionConfig(_Section):
     """How the next batch is chosen."""
 
     strategy: str = Field(
-        "bald", description="Selection strategy: 'random', 'bald', 'entropy', 'topk:<score>', …"
+        "bald", description="Selection strategy (alray.acquisition.available()): 'random', "
+        "'bald', 'entropy', 'topk:<score>', 'batchbald', 'badge', 'kcenter', 'powerbald', …"
     )
     batch_size: int = Field(10, ge=1, description="Frames selected per round.")
     score: str = Field(
-        "bald", description="Per-frame score written to frames.score for diagnostics."
+        "bald", description="Per-frame score (alray.acquisition.SCORES) computed when scoring, "
+        "recorded with each selection and written to frames.score."
     )
     scoring_batch_size: int = Field(512, ge=1, description="Frames per scoring batch.")
     scoring_actors: int = Field(1, ge=1, description="Max scoring actors in the Ray Data pool.")
@@ -252,12 +299,45 @@ class AcquisitionConfig(_Section):
         description="Score only a random subset of this many unlabeled frames per round "
         "(None: the whole pool).",
     )
+    probe_size: int = Field(
+        256, ge=1, description="With candidate_pool: a fixed set of this many pool frames, "
+        "drawn once per project and scored every round, on which the rank-change diagnostic "
+        "(topk_overlap) compares two consecutive models."
+    )
+    video: VideoSelectionConfig = Field(
+        default_factory=VideoSelectionConfig, description="The video constraint (off unless "
+        "min_gap_ms or max_per_group is set)."
+    )
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        from alray import acquisition  # numpy/torch only; imported when a config is checked
+
+        if v not in acquisition.available():
+            raise ValueError(_suggest(v, acquisition.available(), "strategy"))
+        return v
+
+    @field_validator("score")
+    @classmethod
+    def _known_score(cls, v: str) -> str:
+        from alray import acquisition
+
+        if v not in acquisition.SCORES:
+            raise ValueError(_suggest(v, sorted(acquisition.SCORES), "score"))
+        return v
 
 
 class LoopConfig(_Section):
     """Rounds and stopping rules."""
 
     initial_labels: int = Field(20, ge=1, description="Random seed set size (round 0).")
+    initial_per_class: int | None = Field(
+        None, ge=1, description="Balanced seed set: this many frames of each class in round 0 "
+        "(drawn at random within each class from the pool's ground truth; replaces "
+        "initial_labels; a class with fewer frames gives all it has). Needs ground truth "
+        "(a labeled pool): an error otherwise. None: initial_labels frames at random."
+    )
     max_rounds: int = Field(20, ge=0, description="Stop after this many acquisition rounds.")
     label_budget: int | None = Field(
         None, ge=1, description="Stop once this many frames are labeled."

@@ -62,3 +62,32 @@ def test_overrides_are_validated():
     assert cfg.acquisition.batch_size == 5
     with pytest.raises(ConfigError, match="acquisition.batch_size"):
         cfg.with_overrides(**{"acquisition.batch_size": 0})
+
+
+def test_strategy_typo_fails_at_load_naming_the_field_and_suggesting(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("acquisition:\n  strategy: bladd\n")
+    with pytest.raises(ConfigError, match=r"acquisition\.strategy") as e:
+        load_config(p)
+    assert "Did you mean 'bald'?" in str(e.value) and "'bladd'" in str(e.value)
+    with pytest.raises(ConfigError, match=r"acquisition\.score: .*Did you mean 'entropy'"):
+        validate_config({"acquisition": {"score": "entropi"}})
+    with pytest.raises(ConfigError, match=r"acquisition\.strategy: .*'power:bald'"):
+        validate_config({"acquisition": {"strategy": "power:bal"}})
+    cfg = validate_config({"acquisition": {"strategy": "topk:margin", "score": "margin"}})
+    assert cfg.acquisition.strategy == "topk:margin"
+
+
+def test_video_and_balanced_seed_sections():
+    cfg = ProjectConfig()
+    assert not cfg.acquisition.video.enabled and cfg.loop.initial_per_class is None
+    cfg = validate_config({"acquisition": {"video": {"group_by": "drive_id", "min_gap_ms": 500}},
+                           "loop": {"initial_per_class": 2}})
+    assert cfg.acquisition.video.enabled and cfg.acquisition.video.group_by == "drive_id"
+    assert cfg.loop.initial_per_class == 2
+    with pytest.raises(ConfigError, match=r"acquisition\.video\.max_per_group"):
+        validate_config({"acquisition": {"video": {"max_per_group": 0}}})
+    with pytest.raises(ConfigError, match=r"acquisition\.video\.min_gap_ms"):
+        validate_config({"acquisition": {"video": {"min_gap_ms": -1}}})
+    with pytest.raises(ConfigError, match=r"loop\.initial_per_class"):
+        validate_config({"loop": {"initial_per_class": 0}})

@@ -17,7 +17,7 @@ from alray.acquisition import cluster as _cluster  # noqa: F401
 from alray.acquisition import kcenter as _kcenter  # noqa: F401
 from alray.acquisition import ranking as _ranking  # noqa: F401
 from alray.acquisition.base import Pool, Selector
-from alray.acquisition.constraints import VideoConstraint
+from alray.acquisition.constraints import VideoConstraint, near_taken
 from alray.acquisition.scores import SCORES, Scorer, score
 from alray.acquisition.selection import (
     accepts_scores,
@@ -36,6 +36,7 @@ __all__ = [
     "accepts_scores",
     "available",
     "create",
+    "near_taken",
     "requirements",
     "score",
     "select",

@@ -18,7 +18,7 @@ import numpy as np
 
 from alray.acquisition._validation import check_float, check_int
 
-__all__ = ["VideoConstraint", "take_ranked"]
+__all__ = ["VideoConstraint", "near_taken", "take_ranked"]
 
 
 class VideoConstraint:
@@ -212,3 +212,50 @@ def take_ranked(
             pos += j + 1
             block = 64
     return np.asarray(picks, dtype=np.int64)
+
+
+def near_taken(
+    groups: np.ndarray, timestamps_ms: np.ndarray, taken: np.ndarray, min_gap_ms: float
+) -> np.ndarray:
+    """Rows within ``min_gap_ms`` of a taken row of their group (taken rows excluded).
+
+    Applies the video gap across rounds: rows this close to a frame selected or labeled
+    earlier are not offered again. One sort and one binary search, no loop over rows.
+
+    Args:
+        groups: ``[N]`` group key per row.
+        timestamps_ms: ``[N]`` timestamp per row in milliseconds.
+        taken: ``bool[N]``, rows already selected or labeled.
+        min_gap_ms: The gap, ``>= 0``.
+
+    Returns:
+        ``bool[N]``: untaken rows with a taken row of their group less than ``min_gap_ms``
+        away.
+
+    Raises:
+        ValueError: On mismatched lengths, non-finite timestamps or a negative gap.
+    """
+    gap = check_float(min_gap_ms, "min_gap_ms", min_value=0)
+    g = np.asarray(groups)
+    n = g.shape[0]
+    t = np.asarray(timestamps_ms, dtype=np.float64)
+    taken = np.asarray(taken, dtype=bool)
+    if t.shape != (n,) or taken.shape != (n,):
+        raise ValueError(f"groups, timestamps_ms and taken must all have shape ({n},), got "
+                         f"{g.shape}, {t.shape}, {taken.shape}")
+    if not np.isfinite(t).all():
+        raise ValueError("timestamps_ms: must be finite (no NaN/inf)")
+    out = np.zeros(n, dtype=bool)
+    if n == 0 or not taken.any() or gap == 0:
+        return out
+    _, codes = np.unique(g, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    _, t_rank = np.unique(t, return_inverse=True)  # exact integer key (group, time)
+    key = codes * (int(t_rank.max()) + 1) + t_rank.reshape(-1)  # [N]
+    tk = np.flatnonzero(taken)
+    tk = tk[np.argsort(key[tk], kind="stable")]  # taken rows by (group, time)
+    pos = np.searchsorted(key[tk], key)  # [N] first taken row at or after each row
+    for nb in (np.minimum(pos, tk.size - 1), np.maximum(pos - 1, 0)):  # both neighbours
+        rows = tk[nb]
+        out |= (codes[rows] == codes) & (np.abs(t[rows] - t) < gap)
+    return out & ~taken

@@ -10,7 +10,10 @@ threshold. Collapsing runs in two stages, neither of which forms an N x N matrix
    leader's neighbours above the threshold are found exactly in blocks (few leaders) or with a
    LanceDB IVF-PQ index (``ann_min_rows`` leaders or more), and connected leaders form one group.
 
-Each group keeps one representative; the others are never offered to a selection strategy.
+Each group keeps one representative; the others are never offered to a selection strategy,
+and no member of a group that holds a selected or labeled frame is offered either (whichever
+member is the representative). Each round appends its groups to the ``near_duplicates`` table
+(keyed by round), so what one round found is never lost to the next.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import pyarrow as pa
 
 from alray.storage import Store
 
-__all__ = ["DUPLICATES_TABLE", "collapse", "non_representatives", "save_duplicates"]
+__all__ = ["DUPLICATES_TABLE", "collapse", "duplicates_of_taken", "near_duplicate_of_taken",
+           "non_representatives", "save_duplicates"]
 
 log = logging.getLogger(__name__)
 DUPLICATES_TABLE = "near_duplicates"
-_SCHEMA = pa.schema([pa.field("frame_id", pa.string(), nullable=False),
+_SCHEMA = pa.schema([pa.field("round", pa.int64(), nullable=False),
+                     pa.field("frame_id", pa.string(), nullable=False),
                      pa.field("representative", pa.string())])
 
 
@@ -156,24 +161,82 @@ def collapse(embeddings: np.ndarray, source_id: np.ndarray, frame_index: np.ndar
     return rep
 
 
-def save_duplicates(store: Store, frame_ids: np.ndarray, rep: np.ndarray) -> int:
-    """Record which frames are non-representatives (replacing the previous record).
+def near_duplicate_of_taken(rep: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """Rows in a group (``rep`` from :func:`collapse`) with a taken row, taken rows excluded.
+
+    Args:
+        rep: ``[N]`` representative row of each row.
+        taken: ``bool[N]`` rows already selected or labeled.
+
+    Returns:
+        ``bool[N]``.
+    """
+    hit = np.zeros(len(rep), dtype=bool)
+    hit[np.asarray(rep)[np.asarray(taken, dtype=bool)]] = True  # groups holding a taken row
+    return hit[rep] & ~np.asarray(taken, dtype=bool)
+
+
+def _open(store: Store):
+    if DUPLICATES_TABLE not in store._names():
+        return None
+    table = store.db.open_table(DUPLICATES_TABLE)
+    if "round" not in table.schema.names:  # a record from before rounds were kept: start over
+        store.db.drop_table(DUPLICATES_TABLE)
+        return None
+    return table
+
+
+def save_duplicates(store: Store, frame_ids: np.ndarray, rep: np.ndarray, round_n: int) -> int:
+    """Record round ``round_n``'s non-representatives and their representatives.
+
+    Earlier rounds' records are kept; re-running a round replaces that round's record only.
 
     Returns:
         The number of non-representative frames.
     """
     dup = np.flatnonzero(rep != np.arange(len(rep)))
-    data = pa.table({"frame_id": pa.array(np.asarray(frame_ids)[dup].astype(str), pa.string()),
-                     "representative": pa.array(np.asarray(frame_ids)[rep[dup]].astype(str),
-                                                pa.string())}, schema=_SCHEMA)
-    store.db.create_table(DUPLICATES_TABLE, data, schema=_SCHEMA, mode="overwrite")
+    ids = np.asarray(frame_ids).astype(str)
+    data = pa.table({"round": pa.array(np.full(len(dup), int(round_n), dtype=np.int64)),
+                     "frame_id": pa.array(ids[dup], pa.string()),
+                     "representative": pa.array(ids[rep[dup]], pa.string())}, schema=_SCHEMA)
+    table = _open(store) or store.db.create_table(DUPLICATES_TABLE, schema=_SCHEMA,
+                                                  exist_ok=True)
+    (table.merge_insert(["round", "frame_id"]).when_matched_update_all()
+     .when_not_matched_insert_all()
+     .when_not_matched_by_source_delete(f"round = {int(round_n)}").execute(data))
     store._tables.pop(DUPLICATES_TABLE, None)
     return len(dup)
 
 
+def _records(store: Store) -> pa.Table | None:
+    table = _open(store)
+    return None if table is None else table.to_arrow()
+
+
 def non_representatives(store: Store) -> np.ndarray:
-    """Frame ids recorded as near-duplicates of another frame (object array, may be empty)."""
-    if DUPLICATES_TABLE not in store._names():
+    """Frame ids any round recorded as near-duplicates of another frame (may be empty)."""
+    t = _records(store)
+    if t is None:
         return np.zeros(0, dtype=object)
-    t = store.db.open_table(DUPLICATES_TABLE).to_arrow()
-    return np.asarray(t["frame_id"].to_pylist(), dtype=object)
+    return np.unique(np.asarray(t["frame_id"].to_pylist(), dtype=object))
+
+
+def duplicates_of_taken(store: Store, taken_ids: np.ndarray) -> np.ndarray:
+    """Frame ids recorded (in any round) in one group with a taken frame, taken ones excluded.
+
+    Args:
+        store: The project store.
+        taken_ids: Ids of frames already selected or labeled.
+
+    Returns:
+        Object array of ids never to offer (representatives and members alike).
+    """
+    t = _records(store)
+    if t is None or t.num_rows == 0:
+        return np.zeros(0, dtype=object)
+    member = np.asarray(t["frame_id"].to_pylist(), dtype=object)
+    rep = np.asarray(t["representative"].to_pylist(), dtype=object)
+    taken_ids = np.asarray(taken_ids, dtype=object)
+    hit = np.unique(rep[np.isin(member, taken_ids) | np.isin(rep, taken_ids)])  # groups
+    out = np.unique(np.concatenate([hit, member[np.isin(rep, hit)]]))
+    return out[~np.isin(out, taken_ids)]

@@ -16,6 +16,7 @@ __all__ = [
     "LABEL_EVENTS_SCHEMA",
     "META_SCHEMA",
     "ROUNDS_SCHEMA",
+    "SELECTIONS_SCHEMA",
 ]
 
 
@@ -93,6 +94,19 @@ LABEL_EVENTS_SCHEMA = pa.schema([
     pa.field("accepted", pa.bool_()),
     pa.field("reason", pa.string()),
     pa.field("received_at", pa.float64()),
+])
+
+# One row per frame a round selected: what was picked, in which order, by what and how it
+# scored then (frames.score is overwritten by later rounds; this record is not).
+SELECTIONS_SCHEMA = pa.schema([
+    pa.field("round", pa.int64(), nullable=False),
+    pa.field("frame_id", pa.string(), nullable=False),
+    pa.field("rank", pa.int64()),  # 0 = picked first
+    pa.field("score", pa.float32()),  # acquisition.score under the selecting model (null: unscored)
+    pa.field("score_name", pa.string()),
+    pa.field("strategy", pa.string()),
+    pa.field("checkpoint_uri", pa.string()),  # the model that scored (null: round 0 / random)
+    pa.field("selected_at", pa.float64()),
 ])
 
 META_SCHEMA = pa.schema([

@@ -220,6 +220,27 @@ class Store:
     def get_round(self, n: int) -> dict[str, Any] | None:
         return next((r for r in self.rounds() if r["round"] == n), None)
 
+    # ---- selection records ----------------------------------------------------------------
+    def put_selection(self, round_n: int, rows: pa.Table) -> None:
+        """Record round ``round_n``'s selection (``SELECTIONS_SCHEMA`` columns but ``round``),
+        replacing any earlier record of that round in one commit (a re-run writes it again)."""
+        table = self._table("selections", S.SELECTIONS_SCHEMA)
+        data = rows.append_column("round", pa.array(np.full(rows.num_rows, int(round_n))))
+        data = data.select(S.SELECTIONS_SCHEMA.names).cast(S.SELECTIONS_SCHEMA)
+        (table.merge_insert(["round", "frame_id"]).when_matched_update_all()
+         .when_not_matched_insert_all()
+         .when_not_matched_by_source_delete(f"round = {int(round_n)}").execute(data))
+
+    def selections(self, round_n: int | None = None) -> pa.Table:
+        """Selection records (of one round, or all), ordered by ``round`` then ``rank``."""
+        if "selections" not in self._tables and "selections" not in self._names():
+            return S.SELECTIONS_SCHEMA.empty_table()
+        q = self._table("selections").search()
+        if round_n is not None:
+            q = q.where(f"round = {int(round_n)}")
+        t = q.limit(None).to_arrow().select(S.SELECTIONS_SCHEMA.names)
+        return t.take(pc.sort_indices(t, [("round", "ascending"), ("rank", "ascending")]))
+
     # ---- label events -------------------------------------------------------------------
     def append_label_events(self, events: list[dict[str, Any]]) -> None:
         """Append label submissions to the audit log (never rewritten)."""

@@ -75,3 +75,25 @@ def test_select_spreads_frames_of_one_video():
         min_gap_ms=400,
     )
     assert out.tolist() == [99, 89, 79, 69, 59]
+
+
+def test_near_taken_matches_brute_force():
+    from alray.acquisition import near_taken
+
+    rng = np.random.default_rng(3)
+    n = 400
+    groups = rng.choice(np.array(["a", "b", "c", "d"]), n)
+    t = rng.integers(0, 5000, n).astype(np.float64)  # repeated timestamps included
+    taken = rng.random(n) < 0.1
+    got = near_taken(groups, t, taken, 120.0)
+    same = groups[:, None] == groups[None, :]
+    close = np.abs(t[:, None] - t[None, :]) < 120.0
+    want = (same & close & taken[None, :]).any(axis=1) & ~taken
+    np.testing.assert_array_equal(got, want)
+    assert got.any() and not got[taken].any()
+    assert not near_taken(groups, t, np.zeros(n, bool), 120.0).any()
+    assert not near_taken(groups, t, taken, 0).any()
+    with pytest.raises(ValueError, match="min_gap_ms"):
+        near_taken(groups, t, taken, -1)
+    with pytest.raises(ValueError, match="shape"):
+        near_taken(groups, t[:-1], taken, 5)
