@@ -27,19 +27,24 @@ __all__ = ["GuardMiddleware", "MAX_JSON_DEPTH", "json_too_deep"]
 
 #: Deepest JSON nesting a request body may have (configs and webhook events need < 10).
 MAX_JSON_DEPTH = 64
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_OPEN = np.zeros(256, np.int8)
-_OPEN[[ord("["), ord("{")]] = 1
-_OPEN[[ord("]"), ord("}")]] = -1
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STEP = np.zeros(256, np.int32)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
 
 
 def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True if the brackets of ``body`` (outside strings) nest deeper than ``limit``."""
+    """True if the brackets of ``body`` (outside strings) nest deeper than ``limit``.
+
+    Vectorised: escapes are dropped, a byte lies inside a string when an odd number of
+    quotes precede it, and the depth is the running sum of the brackets outside strings.
+    """
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    steps = _OPEN[np.frombuffer(_STRING.sub(b"", body), np.uint8)]
-    steps = steps[steps != 0].astype(np.int32)
-    return bool(steps.size) and int(np.cumsum(steps).max()) > limit
+    raw = np.frombuffer(_ESCAPE.sub(b"", body) if b"\\" in body else body, np.uint8)
+    at = np.flatnonzero(_STEP[raw])  # bracket positions
+    outside = (np.cumsum(raw == ord('"'))[at] & 1) == 0
+    return bool(outside.any()) and int(np.cumsum(_STEP[raw[at[outside]]]).max()) > limit
 
 
 async def _answer(send, err: ServiceError) -> None:

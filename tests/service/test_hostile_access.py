@@ -188,6 +188,19 @@ def test_deeply_nested_json_is_refused_before_parsing(served: Served, seeded):
     assert r.status_code == 422 and "nested deeper" in r.json()["detail"], r.text
 
 
+@pytest.mark.parametrize(("body", "deep"), [
+    (b"[" * 65 + b"]" * 65, True),
+    (b"[" * 64 + b"]" * 64, False),
+    (json.dumps({"note": "[" * 500, "k": ["{" * 500]}).encode(), False),  # inside strings
+    (b'["\\"' + b"[" * 70 + b'"]', False),  # an escaped quote does not end the string
+    (b'["a\\\\"' + b"[" * 70 + b"]" * 71, True),  # an escaped backslash does
+])
+def test_json_depth_counts_brackets_outside_strings_only(body, deep):
+    from alray.service.middleware import json_too_deep
+
+    assert json_too_deep(body) is deep
+
+
 # ---- finding 4: names and broken projects -----------------------------------------------
 def test_trailing_newline_name_is_refused_and_breaks_nothing(served: Served, tmp_path):
     for name in ("nl\n", "ok-name\n", "a\nb"):
