@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,14 @@ class Cluster:
     workdir: str = ""
     node_ids: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Per host ("head", "w1", ...): ``ray start`` resource flags replacing the defaults
+    #: (``--num-cpus``, ``--resources``), and extra environment; e.g. a rendered Helm chart's.
+    host_args: dict[str, list[str]] = field(default_factory=dict)
+    host_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Called with the cluster once S3 is up, before any Ray host starts (to fill the above).
+    configure: Callable[[Cluster], None] | None = None
+    #: Start the driver host (:meth:`connect` needs it; a test using only HTTP does not).
+    driver: bool = True
 
     # ---- addresses ---------------------------------------------------------------------
     @property
@@ -138,9 +147,12 @@ class Cluster:
         s3 = self.net.hosts["s3"]
         self.s3 = start_s3_server("seaweedfs", host=s3.ip, netns=s3.netns, port=8333)
         self.timings["s3_s"] = time.perf_counter() - t0
+        if self.configure:
+            self.configure(self)
         head = self.net.hosts["head"]
         # The dashboard process serves Ray's state API (list_tasks, list_actors).
-        self._add_node("head", head, ["--head", f"--port={GCS_PORT}", "--num-cpus=0",
+        self._add_node("head", head, ["--head", f"--port={GCS_PORT}",
+                                      *self.host_args.get("head", ["--num-cpus=0"]),
                                       "--include-dashboard=true", f"--dashboard-host={head.ip}",
                                       f"--dashboard-port={DASHBOARD_PORT}"])
         self.nodes["head"].start()
@@ -148,10 +160,12 @@ class Cluster:
         for i, name in enumerate(self.worker_names):
             res = {"gpu_host": 1} if i == 1 else {}
             self._add_node(name, self.net.hosts[name], [
-                f"--address={self.head_address}", f"--num-cpus={self.cpus}",
-                f"--resources={json.dumps(res)}"])
-        self._add_node("driver", None, [f"--address={self.head_address}", "--num-cpus=0"])
-        for name in [*self.worker_names, "driver"]:
+                f"--address={self.head_address}", *self.host_args.get(name, [
+                    f"--num-cpus={self.cpus}", f"--resources={json.dumps(res)}"])])
+        names = [*self.worker_names, *(["driver"] if self.driver else [])]
+        if self.driver:
+            self._add_node("driver", None, [f"--address={self.head_address}", "--num-cpus=0"])
+        for name in names:
             self.nodes[name].start()
         self.timings["ray_started_s"] = time.perf_counter() - t0
         return self
@@ -170,6 +184,7 @@ class Cluster:
                "ALRAY_PROGRESS": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         if host is not None:  # torch.distributed's gloo: the host's own interface, as in a pod
             env["GLOO_SOCKET_IFNAME"] = host.dev
+        env.update(self.host_env.get(name, {}))
         self.nodes[name] = RayNode(
             name=name, ip=ip, temp_dir=temp, host=host, env=env, args=[
                 *args, f"--node-ip-address={ip}", f"--temp-dir={temp}",
