@@ -344,8 +344,9 @@ def test_extra_env_reaches_every_ray_container():
 
 
 def test_what_the_cluster_test_needs_from_one_render():
-    """The multi-host test renders the minimal example against its own S3 and Secret, then
-    starts Ray hosts with each group's flags and environment and deploys the Serve config."""
+    """The multi-host test (tests/cluster/test_chart_on_cluster.py) renders the minimal
+    example against its own S3 and Secret, then starts Ray hosts with each group's flags and
+    environment and deploys the Serve config."""
     r = template(EXAMPLES["minimal"], {
         "s3.endpointUrl": "http://10.0.0.2:8333", "alray.serviceRoot": "s3://alray-t/service",
         "alray.dataRoots": ["s3://alray-t/pools/"], "alray.projects": {},
