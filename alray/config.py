@@ -256,7 +256,8 @@ class VideoSelectionConfig(_Section):
     )
     min_gap_ms: float | None = Field(
         None, ge=0, description="Two selected frames of one group are at least this many "
-        "milliseconds apart (frames.timestamp_ms). None: no gap rule."
+        "milliseconds apart (frames.timestamp_ms; a frame without one, e.g. a still image, "
+        "counts as 0 ms). None: no gap rule."
     )
     max_per_group: int | None = Field(
         None, ge=1, description="At most this many frames of one group per round. None: no "
