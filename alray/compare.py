@@ -184,8 +184,8 @@ def compare(cfg: ProjectConfig, strategies: list[str], seeds: list[int], out: Pa
         targets: test accuracies to count labels to (None: :func:`default_targets`).
         on_done: called when a run ends, with its strategy, seed, curve and the seconds since
             the start.
-        on_round: called with (strategy, seed, round record) for each finished round, read
-            from the runs' stores every ``poll_s`` seconds.
+        on_round: called with (strategy, seed, round record) for each round that finishes
+            during this call, read from the runs' stores every ``poll_s`` seconds.
 
     Raises:
         ConfigError: a strategy or the config cannot run here (before any work).
@@ -193,16 +193,21 @@ def compare(cfg: ProjectConfig, strategies: list[str], seeds: list[int], out: Pa
     from alray.preflight import check_project
 
     check_project(cfg, strategies=strategies)  # before Ray: names the bad key
+    from alray.pipeline.ingest import require_ground_truth
+
+    require_ground_truth(cfg)  # a simulation needs the pool's own labels
     ensure_ray(cfg.ray)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     jobs = {}
+    seen: dict[str, int] = {}  # store -> rounds reported (a resumed run's earlier ones: none)
     for strategy in strategies:
         for seed in seeds:
             uri = run_store(cfg, out, strategy, seed)
+            if on_round:
+                seen[uri] = len(_finished_rounds(uri))
             jobs[_run_one.remote(cfg, strategy, seed, uri)] = (strategy, seed, uri)
     curves: dict[str, dict[int, list[dict]]] = {s: {} for s in strategies}
-    seen: dict[str, int] = {}  # store -> rounds reported
 
     def report(refs: list) -> None:
         for ref in refs:

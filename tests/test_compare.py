@@ -1,6 +1,7 @@
 """`alray compare` end to end: every strategy family through the loop, summary files."""
 
 import json
+import re
 
 import yaml
 
@@ -54,7 +55,7 @@ def test_table_shows_per_seed_values_when_the_median_is_not_reached():
     assert _cell([None]) == "not reached (—)"
 
 
-def test_compare_every_strategy_family(ray_session, tmp_path, capfd):
+def test_compare_every_strategy_family(ray_session, tmp_path):
     cfg = small_config(tmp_path, **{"pool.limit": 500, "train.backend": "local",
                                     "train.max_epochs": 1, "loop.max_rounds": 1,
                                     "model.mc_samples": 4})
@@ -62,25 +63,54 @@ def test_compare_every_strategy_family(ray_session, tmp_path, capfd):
     path.write_text(yaml.safe_dump(cfg.model_dump()))
     out = tmp_path / "cmp"
     rc = main(["compare", str(path), "--strategies", ",".join(STRATEGIES), "--seeds", "1",
-               "--targets", "0.05,0.999", "--out", str(out)])
+               "--out", str(out)])
     assert rc == 0
-    printed = capfd.readouterr()
-    lines = printed.out.splitlines()
-    # One progress line per finished round of every run, then one per finished run.
-    for name in STRATEGIES:
-        assert sum(x.startswith(f"{name} seed 0: round ") for x in lines) == 2, printed.out
-        assert any(x.startswith(f"{name} seed 0: done, 2 rounds, 30 labels") for x in lines)
-    assert f"logs of Ray and LanceDB: {out / 'alray.log'}" in printed.out
-    assert "labels to 5%" in printed.out and "not reached (—)" in printed.out  # 99.9%: never
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["strategies"]) == set(STRATEGIES)
-    assert summary["targets"] == ["0.05", "0.999"]
     for name, s in summary["strategies"].items():
         assert s["seeds"] == [0] and s["labels"] == [20, 30], name
         assert all(0 <= row[0] <= 1 for row in s["accuracy"]), name
-        assert s["labels_to_accuracy"]["0.999"] == [None], name
+        assert set(s["labels_to_accuracy"]) == set(summary["targets"])
     assert (out / "learning_curve.png").stat().st_size > 1000
     assert (out / "learning_curve.csv").read_text().startswith("strategy,seed,labels,test_accuracy")
+
+
+def test_compare_progress_targets_and_per_seed_cells(ray_session, tmp_path, capfd):
+    """Per-round lines for every run, targets from the data by default or from --targets,
+    per-seed values where the median is not reached; a second call resumes from the stores."""
+    cfg = small_config(tmp_path, **{"pool.limit": 300, "train.backend": "local",
+                                    "train.max_epochs": 1, "train.epoch_samples": 64,
+                                    "loop.max_rounds": 1, "acquisition.strategy": "random"})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump()))
+    out = tmp_path / "cmp"
+    args = ["compare", str(path), "--strategies", "random", "--seeds", "2", "--out", str(out)]
+    assert main(args) == 0
+    lines = capfd.readouterr().out.splitlines()
+    for seed in (0, 1):
+        rounds = [re.match(rf"random seed {seed}: round +(\d+) +(\d+) labels +val .* test .* s$",
+                           x) for x in lines if x.startswith(f"random seed {seed}: round")]
+        assert [(m[1], m[2]) for m in rounds] == [("0", "20"), ("1", "30")], lines
+        assert any(x.startswith(f"random seed {seed}: done, 2 rounds, 30 labels") for x in lines)
+    assert any(f"logs of Ray and LanceDB: {out / 'alray.log'}" in x for x in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    curves = {"random": {k: [{"labels": n, "test_accuracy": row[k]}
+                             for n, row in zip(summary["strategies"]["random"]["labels"],
+                                               summary["strategies"]["random"]["accuracy"],
+                                               strict=True)] for k in (0, 1)}}
+    assert summary["targets"] == [target_key(t) for t in default_targets(curves)]
+    assert "best final test accuracy" in summary["targets_from"]
+
+    assert main([*args, "--targets", "0.05,0.999"]) == 0  # finished runs: read back, not rerun
+    text = capfd.readouterr().out
+    assert "round" not in text.split("logs of Ray")[1].split("Labels needed")[0].replace(
+        "rounds", "")  # no new round ran
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["targets"] == ["0.05", "0.999"] and summary["targets_from"] == "--targets"
+    lta = summary["strategies"]["random"]["labels_to_accuracy"]
+    assert lta["0.999"] == [None, None] and lta["0.05"] == [20, 20]
+    assert "labels to 5%" in text and "labels to 99.9%" in text
+    assert "not reached (—, —)" in text
 
 
 def test_compare_rejects_unknown_strategy_before_work(ray_session, tmp_path, capsys):
