@@ -1,8 +1,9 @@
 """Label intake: validate a batch of labels, log every submission, store the valid ones.
 
 Shared by the simulated annotator and the HTTP service. Idempotent: an item with an
-idempotency key seen before is accepted once; the same label for an already-labeled frame is a
-no-op; a different one is a conflict unless ``overwrite``.
+idempotency key seen before is accepted once (the key reused for another frame or label is a
+conflict); the same label for an already-labeled frame is a no-op; a different one is a
+conflict unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ def submit_labels(store: Store, items: list[LabelItem], *, source: str,
         f = frames.get(it.frame_id)
         res = _judge(it, f, seen, updates, overwrite, num_classes)
         results.append(res)
+        logged = res.status == "accepted" and it.idempotency_key in seen  # re-applied
         if res.status == "accepted":
             updates[it.frame_id] = (it.label, f["selected_round"])
             if it.idempotency_key:
-                seen.add(it.idempotency_key)
-        if res.status != "duplicate":
+                seen[it.idempotency_key] = (it.frame_id, it.label)
+        if res.status != "duplicate" and not logged:
             events.append({"frame_id": it.frame_id, "label": int(it.label),
                            "idempotency_key": it.idempotency_key, "source": source,
                            "round": f["selected_round"] if f else None,
@@ -74,18 +76,30 @@ def submit_labels(store: Store, items: list[LabelItem], *, source: str,
     return results
 
 
-def _accepted_keys(store: Store, keys: list[str]) -> set[str]:
-    """The idempotency keys among ``keys`` that an earlier submission got accepted."""
+def _accepted_keys(store: Store, keys: list[str]) -> dict[str, tuple[str, int]]:
+    """The idempotency keys among ``keys`` that an earlier submission got accepted, with the
+    ``(frame_id, label)`` each was accepted for."""
     if not keys:
-        return set()
+        return {}
     ev = store.label_events(f"idempotency_key IN {sql_list(keys)} AND accepted = true")
-    return set(ev["idempotency_key"].to_pylist())
+    return dict(zip(ev["idempotency_key"].to_pylist(),
+                    zip(ev["frame_id"].to_pylist(), ev["label"].to_pylist(), strict=True),
+                    strict=True))
 
 
-def _judge(it: LabelItem, f: dict | None, seen: set, pending: dict, overwrite: bool,
+def _judge(it: LabelItem, f: dict | None, seen: dict, pending: dict, overwrite: bool,
            num_classes: int | None) -> LabelResult:
     if it.idempotency_key and it.idempotency_key in seen:
-        return LabelResult(it.frame_id, "duplicate", "idempotency_key already accepted")
+        frame_id, label = seen[it.idempotency_key]
+        if (frame_id, label) != (it.frame_id, it.label):
+            return LabelResult(it.frame_id, "conflict",
+                               f"idempotency_key {it.idempotency_key!r} was already used for "
+                               f"another payload (frame_id {frame_id!r}, label {label}); "
+                               "send a new key")
+        if f is None or f["status"] != FrameStatus.SELECTED or it.frame_id in pending:
+            return LabelResult(it.frame_id, "duplicate", "idempotency_key already accepted")
+        # accepted and logged, but the frame never got the label (the writer died between
+        # the audit log and the frames commit): apply it now
     if f is None:
         return LabelResult(it.frame_id, "rejected", "unknown frame_id")
     if not isinstance(it.label, int | np.integer) or it.label < 0 or (
