@@ -415,6 +415,7 @@ class RoundController:
         if vcfg.enabled:
             groups = video_groups(self.cfg, meta["source_id"].to_numpy(zero_copy_only=False),
                                   meta["source_uri"].to_numpy(zero_copy_only=False))
+            groups = pa.array(groups).dictionary_encode().indices.to_numpy()  # ints: fast sorts
             ts = meta["timestamp_ms"].fill_null(0).to_numpy(zero_copy_only=False)
             video = {"groups": groups, "timestamps_ms": ts, "min_gap_ms": vcfg.min_gap_ms,
                      "max_per_group": vcfg.max_per_group}
