@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 
-.PHONY: install test test-cluster helm-check demo lint bench bench-selection bench-pipeline bench-serve clean
+.PHONY: install test test-cluster helm-check demo lint bench bench-selection bench-pipeline bench-serve bench-al clean
 
 install: $(BIN)/alray
 
@@ -41,6 +41,11 @@ bench-pipeline: install
 
 bench-serve: install
 	$(BIN)/python benchmarks/serve_load.py --clients 50 --seconds 60
+
+# Labels to reach target accuracies per strategy (MNIST, GTSRB, vehicles; 3 seeds) via alray compare.
+# Writes benchmarks/results/; run stores under runs/bench-al/. BENCH_AL_ARGS=--quick: smoke run.
+bench-al: install
+	$(BIN)/python benchmarks/label_efficiency.py $(BENCH_AL_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache
