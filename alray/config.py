@@ -119,7 +119,6 @@ class PoolConfig(_Section):
     limit: int | None = Field(
         None, ge=1, description="Ingest at most this many frames (None: all)."
     )
-
     root: str | None = Field(
         None, description="The folder or s3:// prefix frame ids are relative to (a frame's id "
         "is its path under the root, plus ':<frame index>' inside a video), so moving or "
@@ -143,8 +142,8 @@ class PoolConfig(_Section):
     )
     classes: list[str] | None = Field(
         None, min_length=2, description="The class list, in order (index = label). None: from "
-        "the data: labels that are all whole numbers are their own index (class '10' is 10), "
-        "other labels are sorted by name."
+        "the data: labels that are all whole numbers forming a dense range of ids (e.g. 0-42) "
+        "are their own index (class '10' is 10); other labels are sorted by name."
     )
 
     @model_validator(mode="after")

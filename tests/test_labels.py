@@ -71,3 +71,27 @@ def test_reselecting_is_refused_and_changes_nothing(store):
     with pytest.raises(RuntimeError, match="refusing to re-select"):
         mark_selected(store, np.array(["v:3", "v:0"]), 2)
     assert store.count_frames("selected_round = 2") == 0
+
+
+# ---- class order (issue 15, item 4) ------------------------------------------------------
+def test_numeric_classes_are_their_own_index():
+    from alray.labels import class_index
+
+    classes, codes = class_index(["10", "2", "", None, "0", "00010"])
+    assert classes == [str(i) for i in range(11)]  # class "10" is 10, not 2 (text order)
+    assert codes.tolist() == [10, 2, -1, -1, 0, 10]
+
+
+def test_named_classes_sorted_by_name_and_explicit_list_wins():
+    from alray.labels import class_index
+
+    classes, codes = class_index(["truck", "car", "bus", "car", "10"])
+    assert classes == ["10", "bus", "car", "truck"] and codes.tolist() == [3, 2, 1, 2, 0]
+    classes, codes = class_index(["truck", "car", ""], ["truck", "car", "bus"])
+    assert classes == ["truck", "car", "bus"] and codes.tolist() == [0, 1, -1]
+    with pytest.raises(ValueError, match=r"labels \['van'\] are not in pool.classes"):
+        class_index(["van", "car"], ["car", "bus"])
+    with pytest.raises(ValueError, match=r"pool.classes repeats \['car'\]"):
+        class_index(["car"], ["car", "car"])
+    huge, _ = class_index(["1999", "2024"])  # years are names, not 2,025 class slots
+    assert huge == ["1999", "2024"]

@@ -29,7 +29,7 @@ from alray.sources.identity import hash_ids, record_pool
 from alray.storage import Store
 from alray.storage.schema import FrameStatus
 
-__all__ = ["IngestSummary", "assign_splits", "ingest"]
+__all__ = ["IngestSummary", "assign_splits", "ingest", "require_ground_truth"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,21 @@ def _listing(cfg: ProjectConfig) -> PoolListing:
     if "pool" in inspect.signature(lister).parameters:
         kwargs["pool"] = cfg.pool
     return lister(cfg.pool.uri, **kwargs)
+
+
+def require_ground_truth(cfg: ProjectConfig, what: str = "alray compare") -> None:
+    """Refuse a simulation on a pool that ships no labels (the simulated annotator labels a
+    selection from the pool's own labels; without them every round would wait forever).
+
+    Raises:
+        ValueError: naming the pool and what to do instead.
+    """
+    if not _listing(cfg).labeled:
+        raise ValueError(
+            f"{what} simulates the annotator with the pool's own labels, but pool.uri="
+            f"{cfg.pool.uri!r} ships none (no labels file, class folders, manifest 'label' "
+            "column or IDX labels file). Label it yourself: alray run CONFIG, then alray "
+            "labels push CONFIG FILE.jsonl (or the HTTP service)")
 
 
 def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = None,

@@ -20,9 +20,11 @@ def class_index(names: np.ndarray | list, classes: list[str] | None = None
 
     1. ``classes`` given (``pool.classes``): that list, in that order; a label not in it is an
        error naming the unknown labels.
-    2. Every label a whole number in ``[0, MAX_NUMERIC_CLASS)`` (``"10"``, ``"00010"``): the
-       number *is* the index and the classes are ``"0" .. str(max)`` (a number never seen
-       still has its slot, so class 10 is 10 whatever else the pool holds).
+    2. Every label a whole number (``"10"``, ``"00010"``) and the numbers dense enough to be
+       class ids (largest below ``2 * distinct + 10`` and below :data:`MAX_NUMERIC_CLASS`):
+       the number *is* the index and the classes are ``"0" .. str(max)`` (a number never seen
+       still has its slot, so class 10 is 10 whatever else the pool holds). Sparse numbers
+       (years, say) are names.
     3. Otherwise: the distinct labels sorted by name (Python string order), index = position.
 
     Args:
@@ -67,12 +69,13 @@ def class_index(names: np.ndarray | list, classes: list[str] | None = None
 
 
 def _whole_numbers(uniq: np.ndarray) -> np.ndarray | None:
-    """``uniq`` (distinct label strings) as int64 if all are ASCII whole numbers below
-    :data:`MAX_NUMERIC_CLASS`, else None."""
+    """``uniq`` (distinct label strings) as int64 if all are whole numbers dense enough to be
+    class ids, else None."""
     if uniq.size == 0 or not np.char.isdigit(uniq).all() or np.char.str_len(uniq).max() > 18:
         return None
     try:
         values = uniq.astype(np.int64)
     except ValueError:  # non-ASCII digits
         return None
-    return values if int(values.max()) < MAX_NUMERIC_CLASS else None
+    top = int(values.max())
+    return values if top < MAX_NUMERIC_CLASS and top < 2 * uniq.size + 10 else None
