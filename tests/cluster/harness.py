@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,9 +38,10 @@ GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 RAY = str(Path(sys.executable).parent / "ray")
 ROOT = Path(__file__).resolve().parents[2]
-#: Faster dead-node detection than Ray's defaults (3 s period, 5 misses of 10 s timeouts).
-HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "2000",
-              "RAY_health_check_failure_threshold": "5"}
+#: Faster dead-node detection than Ray's defaults (3 s period, 5 misses of 10 s timeouts), yet
+#: tolerant of a loaded 2-core machine; raylets get longer than 10 s to register.
+RAY_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "3000",
+           "RAY_health_check_failure_threshold": "8", "RAY_raylet_start_wait_time_s": "120"}
 
 
 @dataclass
@@ -56,23 +56,46 @@ class RayNode:
     proc: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def log(self) -> Path:
+        return Path(self.temp_dir).parent / f"{self.name}.log"
+
+    def wait_started(self, timeout: float = 600, attempts: int = 3) -> None:
+        """Wait for ``ray start`` to report its node up (registered with the GCS).
+
+        ``ray start`` gives its raylet a fixed 30 s to register and then exits; on a loaded
+        2-core machine that happens, so such a start is retried (``attempts`` in all).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"Ray runtime started" in self.log.read_bytes():
+                return
+            if self.proc.poll() is not None:
+                out = self.log.read_text()
+                if attempts > 1 and "timed out during startup" in out:
+                    self.stop()
+                    self.start()
+                    return self.wait_started(deadline - time.monotonic(), attempts - 1)
+                raise RuntimeError(f"ray host {self.name} exited with {self.proc.returncode}: "
+                                   f"{out[-2000:]}")
+            time.sleep(0.3)
+        raise RuntimeError(f"ray host {self.name} not up after {timeout}s: {self.log}")
+
+    def stop(self) -> list[str]:
+        """Kill every process of this host; returns the survivors' descriptions."""
+        if self.host is not None:
+            self.host.kill_all()
+            left = [p for p in self.host.pids() if p != os.getpid()]
+            return [f"{self.name}: processes {left} survived SIGKILL"] if left else []
+        return _stop_tree(self.proc) if self.proc else []
+
     def start(self) -> None:
-        log = open(Path(self.temp_dir).parent / f"{self.name}.log", "ab")  # noqa: SIM115
+        self.log.unlink(missing_ok=True)
         prefix = self.host.exec_prefix() if self.host else []
-        self.proc = subprocess.Popen([*prefix, RAY, "start", "--block", *self.args], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                     start_new_session=True)
-
-
-def _wait_port(ip: str, port: int, proc: subprocess.Popen, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((ip, port), timeout=1):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not listen on {ip}:{port} within {timeout}s")
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([*prefix, RAY, "start", "--block", *self.args],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=str(ROOT), start_new_session=True)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -141,6 +164,7 @@ class Cluster:
         t0 = time.perf_counter()
         self.workdir = tempfile.mkdtemp(prefix=f"alc{self.net.run}-")
         self.net.create()
+        self.net.track(os.path.join(self.workdir, "driver"))  # the root namespace's Ray host
         for name in ["s3", "head", *self.worker_names]:
             self.net.add_host(name)
         self.timings["network_s"] = time.perf_counter() - t0
@@ -156,7 +180,7 @@ class Cluster:
                                       "--include-dashboard=true", f"--dashboard-host={head.ip}",
                                       f"--dashboard-port={DASHBOARD_PORT}"])
         self.nodes["head"].start()
-        _wait_port(head.ip, GCS_PORT, self.nodes["head"].proc, 60, "ray head")
+        self.nodes["head"].wait_started()
         for i, name in enumerate(self.worker_names):
             res = {"gpu_host": 1} if i == 1 else {}
             self._add_node(name, self.net.hosts[name], [
@@ -167,6 +191,8 @@ class Cluster:
             self._add_node("driver", None, [f"--address={self.head_address}", "--num-cpus=0"])
         for name in names:
             self.nodes[name].start()
+        for name in names:  # slow on a loaded 2-core machine
+            self.nodes[name].wait_started()
         self.timings["ray_started_s"] = time.perf_counter() - t0
         return self
 
@@ -180,7 +206,7 @@ class Cluster:
                  "--dashboard-agent-grpc-port": 6384, "--runtime-env-agent-port": 6385}
         if host is None:
             ports = {k: free_port() for k in ports}
-        env = {**os.environ, **self.env(), **HEALTH_ENV, "RAY_USAGE_STATS_ENABLED": "0",
+        env = {**os.environ, **self.env(), **RAY_ENV, "RAY_USAGE_STATS_ENABLED": "0",
                "ALRAY_PROGRESS": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         if host is not None:  # torch.distributed's gloo: the host's own interface, as in a pod
             env["GLOO_SOCKET_IFNAME"] = host.dev
@@ -256,6 +282,7 @@ class Cluster:
         shutil.rmtree(node.temp_dir, ignore_errors=True)
         os.makedirs(node.temp_dir)
         node.start()
+        node.wait_started()
 
     # ---- teardown ----------------------------------------------------------------------
     def stop(self) -> None:
@@ -266,8 +293,8 @@ class Cluster:
         with contextlib.suppress(Exception):
             ray.shutdown()
         driver = self.nodes.get("driver")
-        if driver and driver.proc:
-            problems += _stop_tree(driver.proc)
+        if driver:
+            problems += driver.stop()
         if self.s3:
             self.s3.kill()
         problems += self.net.destroy()

@@ -118,6 +118,7 @@ class Network:
     subnet: ipaddress.IPv4Network | None = None
     hosts: dict[str, Host] = field(default_factory=dict)
     _links: list[str] = field(default_factory=list)
+    markers: list[str] = field(default_factory=list)
 
     @property
     def bridge(self) -> str:
@@ -133,7 +134,13 @@ class Network:
         d.mkdir(parents=True, exist_ok=True)
         (d / "owner").write_text(json.dumps({
             "pid": os.getpid(), "bridge": self.bridge, "links": self._links,
-            "netns": [h.netns for h in self.hosts.values()]}))
+            "netns": [h.netns for h in self.hosts.values()], "markers": self.markers}))
+
+    def track(self, marker: str) -> None:
+        """Also sweep, after a killed run, root-namespace processes whose command line holds
+        ``marker`` (e.g. a driver host's temp folder)."""
+        self.markers.append(marker)
+        self._record()
 
     def create(self) -> Network:
         """Create the bridge with the root namespace's address on it.
@@ -212,6 +219,18 @@ def _teardown(netns: list[str], links: list[str]) -> list[str]:
     return problems
 
 
+def _kill_marked(marker: str) -> None:
+    """SIGKILL every process whose command line contains ``marker`` (never this one)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (d / "cmdline").read_bytes():
+                os.kill(int(d.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 def sweep_stale() -> list[str]:
     """Remove the namespaces and links of earlier runs whose owning process is dead."""
     problems = []
@@ -229,6 +248,8 @@ def sweep_stale() -> list[str]:
             pass
         except PermissionError:
             continue
+        for marker in rec.get("markers", []):
+            _kill_marked(marker)
         problems += _teardown(rec.get("netns", []), rec.get("links", []))
         if not problems:
             (d / "owner").unlink(missing_ok=True)

@@ -34,9 +34,12 @@ def cluster_config(cluster, prefix: str, tmp_path: Path, **overrides):
 
 
 def _nodes(cluster, names: list[str], rows: list) -> dict[str, set[str]]:
-    """Host names each matching task/actor ran on, by the name it matched."""
+    """Host names each matching task/actor ran on, by the name it matched (an actor that was
+    never placed, e.g. a pool's spare one on a busy cluster, has no node and is skipped)."""
     out: dict[str, set[str]] = {n: set() for n in names}
     for r in rows:
+        if not r.node_id:
+            continue
         for n in names:
             if n in (getattr(r, "name", "") or "") or n in (getattr(r, "class_name", "") or ""):
                 out[n].add(cluster.host_of(r.node_id) or r.node_id)
