@@ -191,6 +191,8 @@ def ingest(cfg: ProjectConfig, store: Store, *, checkpoint_uri: str | None = Non
     _tell(summary)
     if store.ensure_key_index("frames", "frame_id"):
         log.info("ingest: indexed frames.frame_id")
+    if indexed := store.ensure_status_indices():
+        log.info("ingest: indexed frames.%s (BITMAP)", ", frames.".join(indexed))
     summary.seconds = time.perf_counter() - t0
     summary.stage_seconds = {"write": round(t_write, 3),
                              "decode_embed_wait": round(summary.seconds - t_write, 3),

@@ -87,19 +87,18 @@ class _StoreCollector:
         """Add one project's series (all or nothing: gathered first, then added)."""
         adds: list[tuple] = []
         p = state.project(name)
-        if p.store.has_frames():
-                t = p.store.read_frames(["split", "status", "score"])
-                pairs: dict[tuple[str, str], int] = {}
-                for sp, st in zip(t["split"].to_pylist(), t["status"].to_pylist(), strict=True):
-                    pairs[(sp, st)] = pairs.get((sp, st), 0) + 1
-                for (sp, st), c in sorted(pairs.items()):
-                    adds.append((frames, [name, sp, st], c))
-                adds.append((scored, [name], t.num_rows - t["score"].null_count))
-                adds.append((awaited, [name], pairs.get((Split.POOL, FrameStatus.SELECTED), 0)))
-        ev = p.store.label_events()
-        acc = ev["accepted"].to_pylist()
-        adds.append((events, [name, "true"], sum(bool(a) for a in acc)))
-        adds.append((events, [name, "false"], sum(not a for a in acc)))
+        if p.has_frames():  # indexed counts (BITMAP on split/status): no frame is read
+            store = p.store
+            pairs = {(sp, st): store.count_status(st, split=sp)
+                     for sp in Split for st in FrameStatus}
+            for (sp, st), c in pairs.items():
+                if c:
+                    adds.append((frames, [name, sp.value, st.value], c))
+            adds.append((scored, [name], store.count_frames("score IS NOT NULL")))
+            adds.append((awaited, [name], pairs[(Split.POOL, FrameStatus.SELECTED)]))
+        accepted, total = (p.store.count_label_events(True), p.store.count_label_events())
+        adds.append((events, [name, "true"], accepted))
+        adds.append((events, [name, "false"], total - accepted))
         for r in p.store.rounds():
             secs = sum((r["diagnostics"].get("timings") or {}).values())
             adds.append((duration, [name, str(r["round"]), r["state"]], secs))

@@ -16,7 +16,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import BTree
+from lancedb.index import Bitmap, BTree
 
 from alray.storage import schema as S
 from alray.storage.uri import is_remote, join, resolve, storage_options
@@ -128,6 +128,24 @@ class Store:
             return False
         table.create_index(column, config=BTree())
         return True
+
+    def ensure_status_indices(self) -> list[str]:
+        """Create BITMAP indices on ``frames.split`` and ``frames.status`` where missing.
+
+        The service's frame counts (``count_status``, ``/metrics``) are ``count_rows`` with
+        filters on these two low-cardinality columns: indexed, each count reads bitmaps, not
+        the column. Rows written later are checked flat until the next ``optimize()``.
+
+        Returns:
+            The columns indexed now (empty: all had one, or the table is missing/empty).
+        """
+        if "frames" not in self._names() or not self.frames.count_rows():
+            return []
+        have = {c for ix in self.frames.list_indices() for c in ix.columns}
+        todo = [c for c in ("split", "status") if c not in have]
+        for column in todo:
+            self.frames.create_index(column, config=Bitmap())
+        return todo
 
     def update_frames(self, updates: pa.Table) -> None:
         """Update the given columns of existing frames (``updates`` holds ``frame_id``)."""
@@ -252,6 +270,14 @@ class Store:
         table.add(pa.Table.from_pylist(
             [{f: r.get(f) for f in S.LABEL_EVENTS_SCHEMA.names} for r in rows],
             schema=S.LABEL_EVENTS_SCHEMA))
+
+    def count_label_events(self, accepted: bool | None = None) -> int:
+        """Label events in the audit log (only accepted/refused ones: ``accepted``), counted
+        in the table, never read."""
+        if "label_events" not in self._tables and "label_events" not in self._names():
+            return 0
+        table = self._table("label_events")
+        return table.count_rows(None if accepted is None else f"accepted = {bool(accepted)}")
 
     def label_events(self, where: str | None = None) -> pa.Table:
         if "label_events" not in self._tables and "label_events" not in self._names():

@@ -12,6 +12,7 @@ from alray.service.schemas import JobPublic, ProjectPublic
 from alray.service.settings import PROJECT_NAME
 from alray.service.state import Project, ServiceState
 from alray.storage.schema import FrameStatus, Split
+from alray.storage.store import frame_filter
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
@@ -22,14 +23,11 @@ _LOCATIONS = (("pool", "uri"), ("storage", "uri"), ("model", "weights_uri"))
 def project_public(state: ServiceState, p: Project) -> ProjectPublic:
     store = p.store
     frames: dict[str, int] = {}
-    if store.has_frames():
-        t = store.read_frames(["split", "status"])
-        split, stat = t["split"].to_pylist(), t["status"].to_pylist()
+    if p.has_frames():  # indexed counts (BITMAP on split/status): no frame is read
         for s in Split:
-            frames[s.value] = split.count(s)
-        pool = [st for sp, st in zip(split, stat, strict=True) if sp == Split.POOL]
+            frames[s.value] = store.count_frames(frame_filter(split=s))
         for s in FrameStatus:
-            frames[s.value] = pool.count(s)
+            frames[s.value] = store.count_status(s, split=Split.POOL)
     rounds = store.rounds()
     config = p.cfg.model_dump(mode="json")
     for section, key in _LOCATIONS:  # never an absolute path of the server
