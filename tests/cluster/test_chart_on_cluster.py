@@ -26,7 +26,8 @@ from tests.cluster.harness import Cluster
 from tests.conftest import MNIST
 from tests.helm.chart import EXAMPLES, Rendered, template
 
-pytestmark = pytest.mark.cluster
+#: Starting three Ray hosts and Serve on 2 cores takes minutes; the suite-wide 600 s is too short.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 BUCKET = "alray-chart"
 PROJECT = "mnist"
