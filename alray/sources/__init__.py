@@ -1,7 +1,8 @@
 """Pool readers, by ``pool.format``; see :mod:`alray.sources.base` for the record contract.
 
 A reader is a pair: ``list(uri, *, limit[, pool]) -> PoolListing`` (runs on the driver, cheap;
-listers that take ``pool`` get the ``PoolConfig``, e.g. for video sampling) and
+listers that take ``pool`` get the ``PoolConfig``: video sampling, labels file and columns,
+``classes``, ``root``; the listing names the pool root its frame ids are relative to) and
 ``read(task, *, input_size, channels) -> batch`` (runs in Ray Data tasks; it may also *yield*
 batches, so a long video streams). Register new formats with :func:`register_source`.
 """

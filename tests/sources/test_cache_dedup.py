@@ -58,7 +58,8 @@ def cached_project(ray_session, tmp_path_factory, frozen_weights):
     (tmp / "m.csv").write_text(f"uri,source_id,label\n{VIDEOS / CUT},{CUT},highway\n"
                                f"{VIDEOS / WHITE},{WHITE},lanes\n")
     cfg = video_config(tmp, tmp / "m.csv", **{
-        "pool.format": "manifest", "pool.embed_on_ingest": True, "model.freeze_backbone": True,
+        "pool.format": "manifest", "pool.root": str(VIDEOS),  # rows outside the manifest's folder
+        "pool.embed_on_ingest": True, "model.freeze_backbone": True,
         "model.weights_uri": str(frozen_weights), "model.num_classes": None,
         "pool.dedup_threshold": THRESHOLD, "loop.max_rounds": 1, "acquisition.strategy": "bald"})
     store = Store(cfg.storage.uri)
@@ -111,7 +112,9 @@ def test_selected_batch_has_no_near_duplicates(cached_project):
     assert store.get_round(1)["diagnostics"]["near_duplicates"] == len(dups) > 50
     chosen = store.read_frames(["embedding"], "selected_round = 1")
     ids = chosen["frame_id"].to_pylist()
-    assert len(ids) == cfg.acquisition.batch_size and not set(ids) & set(dups)
+    # Fewer than batch_size may be left: a group holding a frame labeled in round 0 offers
+    # no member (alray.pipeline.dedup), and how many that removes depends on the split draw.
+    assert 0 < len(ids) <= cfg.acquisition.batch_size and not set(ids) & set(dups)
     u = _unit(np.asarray(chosen["embedding"].to_pylist(), dtype=np.float32))
     sims = u @ u.T
     np.fill_diagonal(sims, -1)
