@@ -35,4 +35,7 @@ def test_same_config_and_seed_give_identical_rounds(ray_session, tmp_path):
     assert a[0] == b[0]  # the same frames picked in every round
     assert a[1] == b[1]  # the same learning curve (accuracies, epochs, steps)
     assert a[2] == b[2] and a[2][1] == {"seed": 1, "samples": 5, "layers": "head", "p": 0.5}
-    np.testing.assert_array_equal(a[3], b[3])  # the same scores, bit for bit
+    # The same scores up to float32 rounding: Ray Data may bundle frames into different
+    # batches between runs, and a conv forward's last bits depend on the batch it ran in
+    # (seen: 9 of 1,058 scores differing by <= 5e-7). Picks and curves above are exact.
+    np.testing.assert_allclose(a[3], b[3], rtol=1e-5, atol=1e-6)
