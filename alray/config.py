@@ -312,19 +312,19 @@ class AcquisitionConfig(_Section):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
-        from alray import acquisition  # numpy/torch only; imported when a config is checked
+        from alray.acquisition.names import strategy_names  # no numpy/torch import
 
-        if v not in acquisition.available():
-            raise ValueError(_suggest(v, acquisition.available(), "strategy"))
+        if v not in strategy_names():
+            raise ValueError(_suggest(v, strategy_names(), "strategy"))
         return v
 
     @field_validator("score")
     @classmethod
     def _known_score(cls, v: str) -> str:
-        from alray import acquisition
+        from alray.acquisition.names import SCORES
 
-        if v not in acquisition.SCORES:
-            raise ValueError(_suggest(v, sorted(acquisition.SCORES), "score"))
+        if v not in SCORES:
+            raise ValueError(_suggest(v, sorted(SCORES), "score"))
         return v
 
 

@@ -44,11 +44,11 @@ def check_project(cfg: ProjectConfig, *, strategies: Sequence[str] = (),
     Raises:
         ConfigError: one line per problem: ``<dotted key>: <reason>``.
     """
-    # Paths and settings first: they need no torch import, so they fail quickest.
+    # Paths, settings and names first: they need no torch import, so they fail quickest.
     cheap = [*_pool(cfg), *_storage(store_uri or cfg.storage.uri, store_uri is not None),
-             *_settings(cfg.model)]
+             *_settings(cfg.model), *_acquisition(cfg, strategies, strategy_flag)]
     _raise(cheap, source)
-    _raise([*_architecture(cfg.model), *_acquisition(cfg, strategies, strategy_flag)], source)
+    _raise(_architecture(cfg.model), source)
 
 
 def _raise(problems: list[str], source: str) -> None:
@@ -132,14 +132,17 @@ def _architecture(m: ModelConfig) -> list[str]:
 
 
 def _acquisition(cfg: ProjectConfig, strategies: Sequence[str], flag: str) -> list[str]:
-    from alray import acquisition
+    import difflib
 
-    out = []
+    from alray.acquisition.names import strategy_names  # torch-free: fails fast
+
+    out, valid = [], strategy_names()
     for name in strategies:  # acquisition.strategy and .score: checked by the config schema
-        try:
-            acquisition.requirements(name)
-        except ValueError as err:
-            out.append(f"{flag}: {err}")
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            out.append(f"{flag}: unknown strategy {name!r}.{hint} Valid names: "
+                       f"{', '.join(valid)}")
     if cfg.ray.address is None and (cfg.train.use_gpu or cfg.acquisition.actor_gpus > 0):
         import torch
 

@@ -8,30 +8,21 @@ Public surface::
            seed=0, device="cpu", **options) -> int64[min(k, available)]
     available() -> list[str]; requirements(strategy) -> set[str]
 
-Importing this package registers every strategy.
+The package imports lazily: the first use of a public name imports every strategy module
+(registering them) and torch; ``alray.acquisition.names`` alone stays free of numpy and torch,
+so configs are checked without either.
 """
 
-from alray.acquisition import badge as _badge  # noqa: F401  (registers strategies)
-from alray.acquisition import batchbald as _batchbald  # noqa: F401
-from alray.acquisition import cluster as _cluster  # noqa: F401
-from alray.acquisition import kcenter as _kcenter  # noqa: F401
-from alray.acquisition import ranking as _ranking  # noqa: F401
-from alray.acquisition.base import Pool, Selector
-from alray.acquisition.constraints import VideoConstraint, near_taken
-from alray.acquisition.scores import SCORES, Scorer, score
-from alray.acquisition.selection import (
-    accepts_scores,
-    available,
-    create,
-    requirements,
-    select,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "SCORES",
     "Pool",
-    "Scorer",
     "Selector",
+    "Scorer",
     "VideoConstraint",
     "accepts_scores",
     "available",
@@ -41,3 +32,27 @@ __all__ = [
     "score",
     "select",
 ]
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "SCORES": "names", "Pool": "base", "Selector": "base", "Scorer": "scores",
+    "score": "scores", "VideoConstraint": "constraints", "near_taken": "constraints",
+    "accepts_scores": "selection", "available": "selection", "create": "selection",
+    "requirements": "selection", "select": "selection",
+}
+#: Modules whose import registers strategies.
+_REGISTERING = ("badge", "batchbald", "cluster", "kcenter", "ranking")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for mod in _REGISTERING:
+        importlib.import_module(f"{__name__}.{mod}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

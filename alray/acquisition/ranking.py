@@ -14,6 +14,7 @@ import numpy as np
 
 from alray.acquisition._validation import check_float
 from alray.acquisition.base import Pool, RankingSelector, strategy_registry, top_order
+from alray.acquisition.names import STOCHASTIC_KINDS, STRATEGY_ALIASES
 from alray.acquisition.scores import SCORES
 
 __all__ = ["RandomSelector", "StochasticSelector", "TopKSelector"]
@@ -117,6 +118,7 @@ class StochasticSelector(RankingSelector):
 for _name in SCORES:
     strategy_registry.register(f"topk:{_name}", TopKSelector, score=_name)
     strategy_registry.alias(_name, f"topk:{_name}")
-    for _kind in ("power", "softmax", "softrank"):
+    for _kind in STOCHASTIC_KINDS:
         strategy_registry.register(f"{_kind}:{_name}", StochasticSelector, score=_name, kind=_kind)
-strategy_registry.alias("powerbald", "power:bald")
+for _alias, _target in STRATEGY_ALIASES.items():
+    strategy_registry.alias(_alias, _target)

@@ -32,6 +32,7 @@ from alray.acquisition._validation import (
     resolve_device,
     rows_per_chunk,
 )
+from alray.acquisition.names import SCORES
 from alray.acquisition.registry import Registry
 
 __all__ = ["SCORES", "Scorer", "score", "scorer_registry"]
@@ -211,15 +212,6 @@ class MeanStd(Scorer):
         return p.std(dim=1, correction=0).mean(dim=1)
 
 
-SCORES: tuple[str, ...] = (
-    "least_confidence",
-    "margin",
-    "ratio",
-    "entropy",
-    "bald",
-    "variation_ratio",
-    "mean_std",
-)
 
 
 def score(
