@@ -26,7 +26,7 @@ test-cluster: install
 	$(BIN)/python -m pytest -q -m cluster tests/cluster
 
 demo: install
-	$(BIN)/alray compare $(CONFIG) --strategies random,bald --seeds 3 --out runs/demo
+	$(BIN)/alray compare $(CONFIG) --strategies random,bald --seeds 3 --targets 0.9,0.95 --out runs/demo
 
 lint: install
 	$(BIN)/ruff check alray tests benchmarks
