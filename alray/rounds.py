@@ -43,7 +43,7 @@ from alray.pipeline.train import train_round
 from alray.stopping import stop_reason
 from alray.storage import Store, sql_list
 from alray.storage.schema import FrameStatus, Split
-from alray.storage.store import SCORABLE
+from alray.storage.store import SCORABLE, frame_filter
 
 __all__ = ["RoundController", "RoundState", "TRANSITIONS", "IllegalTransition"]
 
@@ -147,7 +147,7 @@ class RoundController:
 
     def _stop_reason(self, history: list[dict]) -> str | None:
         loop = self.cfg.loop
-        left = self.store.count_frames("split = 'pool' AND status = 'unlabeled'")
+        left = self.store.count_status(FrameStatus.UNLABELED, split=Split.POOL)
         return stop_reason(history, max_rounds=loop.max_rounds, label_budget=loop.label_budget,
                            target_accuracy=loop.target_accuracy,
                            plateau_rounds=loop.plateau_rounds,
@@ -442,12 +442,12 @@ class RoundController:
 
     def _await_labels(self, rec: dict) -> RoundState | None:
         ids = selected_in_round(self.store, rec["round"])
-        waiting = self.store.read_frames([], f"selected_round = {rec['round']} AND "
-                                         "status = 'selected'")["frame_id"].to_pylist()
+        awaited = frame_filter(status=FrameStatus.SELECTED,
+                               also=f"selected_round = {int(rec['round'])}")
+        waiting = self.store.read_frames([], awaited)["frame_id"].to_pylist()
         if waiting and self.annotator is not None:
             self.annotator(self.store, rec["round"], waiting)
-            waiting = self.store.read_frames([], f"selected_round = {rec['round']} AND "
-                                             "status = 'selected'")["frame_id"].to_pylist()
+            waiting = self.store.read_frames([], awaited)["frame_id"].to_pylist()
         if waiting and not self.force:
             return None
         rec["diagnostics"]["unlabeled_at_training"] = len(waiting)

@@ -11,6 +11,8 @@ from alray.pipeline.ray_runtime import ensure_ray
 from alray.preflight import check_project
 from alray.rounds import RoundController
 from alray.storage import Store
+from alray.storage.schema import FrameStatus
+from alray.storage.store import frame_filter
 
 __all__ = ["awaiting_labels", "learning_curve", "round_seconds", "run_project"]
 
@@ -71,4 +73,5 @@ def awaiting_labels(store: Store) -> tuple[int, int] | None:
     if not rounds or rounds[-1]["state"] != "AWAITING_LABELS":
         return None
     n = int(rounds[-1]["round"])
-    return n, store.count_frames(f"selected_round = {n} AND status = 'selected'")
+    return n, store.count_frames(frame_filter(status=FrameStatus.SELECTED,
+                                               also=f"selected_round = {n}"))

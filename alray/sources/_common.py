@@ -21,7 +21,7 @@ import numpy as np
 from alray.storage.uri import resolve
 
 __all__ = [
-    "AWS_ENV_KEYS", "VIDEO_SUFFIXES", "apply_env", "aws_env", "check_unique", "frame_number",
+    "AWS_ENV_KEYS", "VIDEO_SUFFIXES", "aws_env", "check_unique", "frame_number",
     "pack", "parent", "pool_root", "relative", "relative_keys", "unpack", "with_retry",
 ]
 
@@ -38,7 +38,7 @@ def aws_env(endpoint_url: str | None = None, region: str | None = None) -> dict[
     """The driver's S3 settings (``AWS_*`` environment), overridden by config values.
 
     Ray workers are started before a project is opened, so the ingest passes these to its
-    decode tasks, which apply them with :func:`apply_env` before reading.
+    decode tasks, which read with them through :func:`alray.storage.uri.s3_settings`.
     """
     env = {k: os.environ[k] for k in AWS_ENV_KEYS if os.environ.get(k)}
     if endpoint_url:
@@ -46,13 +46,6 @@ def aws_env(endpoint_url: str | None = None, region: str | None = None) -> dict[
     if region:
         env["AWS_REGION"] = region
     return env
-
-
-def apply_env(env: dict[str, str] | None) -> None:
-    """Set the given ``AWS_*`` variables in this (worker) process."""
-    for k, v in (env or {}).items():
-        if k in AWS_ENV_KEYS:
-            os.environ[k] = v
 
 
 def with_retry(fn: Callable[[], T], *, what: str, attempts: int = 4, base: float = 0.25,
